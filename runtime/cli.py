@@ -1,0 +1,63 @@
+"""The `dtvnet` console script: a thin dispatcher to each package's own `main(argv)`.
+
+Subcommand modules are imported only when chosen, so `dtvnet generate` on the ONNX Runtime path
+never imports torch. Every entry point runs through `run_cli`, which turns a `DTVNetError` into one
+line on stderr and a non-zero exit instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from runtime.errors import DTVNetError
+
+# name -> (module with main(argv) -> int, one-line help). Add a line when a subcommand lands.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "checkpoint": ("training.checkpoint", "inspect checkpoints; convert a reference DTV_G.pth"),
+}
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+def run_cli(main_fn: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
+    """Run a CLI main, mapping user errors to one stderr line and exit code 2, Ctrl-C to 130."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(main_fn(argv) or 0)
+    except DTVNetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _usage() -> str:
+    width = max(len(name) for name in SUBCOMMANDS)
+    lines = ["usage: dtvnet <command> [options]", "", "commands:"]
+    lines += [f"  {name:<{width}}  {help_}" for name, (_, help_) in SUBCOMMANDS.items()]
+    lines += ["", "Run `dtvnet <command> --help` for a command's options."]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `dtvnet` console script."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in {"-h", "--help", "help"}:
+        print(_usage())
+        return 0
+    name, rest = args[0], args[1:]
+    if name not in SUBCOMMANDS:
+        print(f"error: unknown command {name!r}.\n\n{_usage()}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    module = importlib.import_module(SUBCOMMANDS[name][0])
+    return run_cli(module.main, rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
