@@ -19,6 +19,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "checkpoint": ("training.checkpoint", "inspect checkpoints; convert a reference DTV_G.pth"),
 }
 
+OWN_PACKAGES = ("training", "export", "runtime", "benchmarks", "__main__")
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 
@@ -26,7 +27,10 @@ EXIT_INTERRUPTED = 130
 def run_cli(main_fn: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
     """Run a CLI main, mapping user errors to one stderr line and exit code 2, Ctrl-C to 130."""
     if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+        # Our packages speak at INFO; third-party libraries (exporters, optimizers) only at WARNING.
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+        for name in OWN_PACKAGES:
+            logging.getLogger(name).setLevel(logging.INFO)
     try:
         return int(main_fn(argv) or 0)
     except DTVNetError as exc:

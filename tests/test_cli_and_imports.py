@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-TORCH_FREE = ["runtime.errors", "runtime.fsutil", "runtime.seeded_normal", "runtime.cli", "export.manifest"]
+TORCH_FREE = [
+    "runtime.errors",
+    "runtime.fsutil",
+    "runtime.seeded_normal",
+    "runtime.imaging",
+    "runtime.cli",
+    "export.manifest",
+]
 
 
 @pytest.mark.parametrize("module", TORCH_FREE)

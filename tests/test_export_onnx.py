@@ -1,0 +1,70 @@
+"""ONNX export of the generator and flow encoder: files, manifest, dynamic batch, parity with PyTorch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from export.manifest import resolve_artifact, verify_integrity
+from export.onnx import export_flow_encoder, export_generator
+from runtime.errors import CheckpointError, OutputPathError
+from training import checkpoint
+from training.model import build_models, preset
+
+
+@pytest.fixture(scope="module")
+def tiny_export(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("export")
+    g, o, d = build_models(preset("tiny"), seed=5)
+    ckpt = checkpoint.save(root / "ckpt", preset("tiny"), generator=g, flow_encoder=o, discriminator=d)
+    out = root / "exports"
+    export_generator(ckpt, out)
+    export_flow_encoder(ckpt, out)
+    return ckpt, out
+
+
+def test_generator_artifact_matches_pytorch_at_several_batches(tiny_export):
+    ckpt, out = tiny_export
+    manifest, model = resolve_artifact(out / "onnx-fp32")
+    verify_integrity(manifest, model)
+    assert manifest.kind == "generator" and manifest.opset == 18
+    assert manifest.companions == {"flow_encoder": "../ofe-fp32"}
+    assert not list(model.parent.glob("*.data"))  # one self-contained file
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    generator = checkpoint.load(ckpt).generator()
+    rng = np.random.default_rng(0)
+    for batch in (1, 5):
+        image = rng.uniform(-1, 1, (batch, 3, 32, 32)).astype(np.float32)
+        motion = rng.standard_normal((batch, 32)).astype(np.float32)
+        (video,) = session.run(None, {"image": image, "motion": motion})
+        with torch.no_grad():
+            expected = generator(torch.from_numpy(image), torch.from_numpy(motion)).video.numpy()
+        assert video.shape == (batch, 3, 8, 32, 32)
+        assert np.abs(video - expected).max() < 1e-4
+
+
+def test_flow_encoder_artifact_outputs_the_normalized_vector(tiny_export):
+    ckpt, out = tiny_export
+    manifest, model = resolve_artifact(out / "ofe-fp32")
+    assert manifest.kind == "flow_encoder" and manifest.output("motion").shape == ["batch", 32]
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    flows = np.random.default_rng(1).standard_normal((3, 2, 8, 32, 32)).astype(np.float32)
+    (motion,) = session.run(None, {"flows": flows})
+    with torch.no_grad():
+        expected = checkpoint.load(ckpt).flow_encoder().encode(torch.from_numpy(flows)).numpy()
+    assert np.abs(motion - expected).max() < 1e-4
+
+
+def test_existing_artifact_needs_force(tiny_export):
+    ckpt, out = tiny_export
+    with pytest.raises(OutputPathError, match="--force"):
+        export_generator(ckpt, out)
+
+
+def test_missing_checkpoint(tmp_path: Path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        export_generator(tmp_path / "none", tmp_path / "out")
