@@ -13,6 +13,7 @@ TORCH_FREE = [
     "runtime.fsutil",
     "runtime.seeded_normal",
     "runtime.imaging",
+    "training.flow.dis",
     "runtime.cli",
     "export.manifest",
 ]
