@@ -303,8 +303,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             for kind in kinds
         ]
+    from export.pipeline import describe
+
     for folder in folders:
-        print(f"wrote {folder}")
+        print(describe(folder))
     return 0
 
 

@@ -383,8 +383,10 @@ def build_engine(
     config.add_optimization_profile(optimization_profile)
     cached = timing_cache.read_bytes() if timing_cache and timing_cache.is_file() else b""
     cache = config.create_timing_cache(cached)
-    if not config.set_timing_cache(cache, False):
-        log.warning("timing cache %s does not fit this GPU/TensorRT; starting a new one", timing_cache)
+    if cache is None or not config.set_timing_cache(cache, False):
+        log.warning(
+            "timing cache %s is unreadable or for another GPU/TensorRT; starting a new one", timing_cache
+        )
         config.set_timing_cache(config.create_timing_cache(b""), False)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
