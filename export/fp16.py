@@ -250,9 +250,9 @@ def export_fp16(
     from dataclasses import replace
 
     from export.manifest import resolve_artifact
-    from export.onnx import GENERATOR_DIR, MODEL_FILE, reference_module, write_verified
+    from export.onnx import GENERATOR_DIR, MODEL_FILE, reference_module
     from export.progress import steps_or_new
-    from export.verify import module_runner
+    from export.verify import module_runner, write_verified
     from runtime.fsutil import atomic_dir, ensure_writable_dir, refuse_overwrite, sha256_file
     from training import checkpoint as ckpt_io
 

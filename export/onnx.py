@@ -16,7 +16,6 @@ import io
 import logging
 import warnings
 from collections.abc import Sequence
-from dataclasses import replace
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -27,7 +26,7 @@ import torch
 from torch import nn
 
 from export.graph import simplify
-from export.manifest import Manifest, TensorSpec, flow_encoder_io, generator_io, write_manifest
+from export.manifest import Manifest, TensorSpec, flow_encoder_io, generator_io
 from export.progress import Steps, steps_or_new
 from runtime.errors import ExportError
 from runtime.fsutil import atomic_dir, ensure_writable_dir, refuse_overwrite, sha256_file
@@ -185,31 +184,6 @@ def make_manifest(
     )
 
 
-def write_verified(
-    folder: Path,
-    manifest: Manifest,
-    reference: Any,
-    steps: Steps,
-    timings: dict[str, float],
-    label: str,
-    **verify_args: Any,
-) -> Manifest:
-    """Write the manifest, check parity (ParityError aborts the export), store the report.
-
-    `folder` is the temporary folder of an atomic_dir, so an artifact that fails never lands.
-    """
-    from export.verify import verify_artifact
-
-    write_manifest(folder, manifest)
-    with steps.step("verify", timings, label):
-        report = verify_artifact(
-            folder, reference=reference, failure_hint="nothing was written", **verify_args
-        )
-    manifest = replace(manifest, parity=report, extra={**manifest.extra, "export_seconds": timings})
-    write_manifest(folder, manifest)
-    return manifest
-
-
 def export_onnx(
     checkpoint: str | Path,
     out_dir: str | Path,
@@ -222,7 +196,7 @@ def export_onnx(
     seed: int | None = None,
 ) -> Path:
     """Write `out_dir/onnx-fp32/` (generator) or `out_dir/ofe-fp32/` (flow encoder); returns the folder."""
-    from export.verify import module_runner
+    from export.verify import module_runner, write_verified
 
     source = ckpt_io.load(checkpoint, components=[kind])
     cfg = source.config

@@ -279,6 +279,26 @@ def engine_manifest(
     )
 
 
+def check_engine(manifest: Manifest, status: TensorRTStatus, where: str | Path) -> None:
+    """EngineMismatchError if an engine was built for another TensorRT version or GPU architecture.
+
+    A serialized engine only loads on the TensorRT version and compute capability it was built
+    for; the runtime's TensorRT backend can call this before deserializing.
+    """
+    built = manifest.tensorrt or {}
+    here = {"version": status.version, "compute_capability": status.compute_capability}
+    wrong = [
+        f"{key} {built.get(key)} (this machine: {value})"
+        for key, value in here.items()
+        if built.get(key) != value
+    ]
+    if wrong:
+        raise EngineMismatchError(
+            f"The TensorRT engine {str(where)!r} was built for another setup ({', '.join(wrong)}); rebuild "
+            "it here with `python -m export.trt CHECKPOINT --force`, or run its ONNX companion instead."
+        )
+
+
 @dataclass(frozen=True)
 class ParserErrorInfo:
     """One ONNX parser error, copied out of TensorRT's ParserError."""
@@ -474,9 +494,9 @@ def export_engine(
 ) -> Path:
     """Build and verify `out_dir/trt-<precision>/` from the ONNX artifact of the same checkpoint."""
     from export.manifest import resolve_artifact
-    from export.onnx import GENERATOR_DIR, reference_module, write_verified
+    from export.onnx import GENERATOR_DIR, reference_module
     from export.progress import steps_or_new
-    from export.verify import module_runner
+    from export.verify import module_runner, write_verified
     from runtime.fsutil import atomic_dir, ensure_writable_dir, refuse_overwrite, sha256_file
     from training import checkpoint as ckpt_io
 

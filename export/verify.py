@@ -27,12 +27,15 @@ from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from export.manifest import Manifest, resolve_artifact, verify_integrity, write_manifest
 from runtime.errors import BackendUnavailableError, CheckpointError, ExportError, ParityError
+
+if TYPE_CHECKING:
+    from export.progress import Steps
 
 log = logging.getLogger(__name__)
 
@@ -224,9 +227,12 @@ def artifact_runners(manifest: Manifest, model_path: Path) -> dict[str, Runner]:
             runners["simulated_fp16_activations"] = onnxruntime_runner(simulated.SerializeToString())
         return runners
     if manifest.engine == "tensorrt":
-        from export.trt import engine_runner
+        from export.trt import check_engine, engine_runner, probe_tensorrt
 
-        return {"tensorrt": engine_runner(model_path)}
+        status = probe_tensorrt()
+        status.require("run a TensorRT engine", model_path.parent / manifest.companions.get("onnx", ""))
+        check_engine(manifest, status, model_path)
+        return {f"tensorrt {status.version} on {status.gpu}": engine_runner(model_path)}
     raise ExportError(f"Parity checks for {manifest.engine!r} artifacts are not implemented.")
 
 
@@ -295,6 +301,29 @@ def verify_artifact(
         "inf" if report["psnr_db"] is None else f"{report['psnr_db']:.2f}",
     )
     return _json_safe(report)
+
+
+def write_verified(
+    folder: Path,
+    manifest: Manifest,
+    reference: Runner,
+    steps: Steps,
+    timings: dict[str, float],
+    label: str,
+    **verify_args: Any,
+) -> Manifest:
+    """Write the manifest, check parity (ParityError aborts the export), store the report.
+
+    `folder` is the temporary folder of an atomic_dir, so an artifact that fails never lands.
+    """
+    write_manifest(folder, manifest)
+    with steps.step("verify", timings, label):
+        report = verify_artifact(
+            folder, reference=reference, failure_hint="nothing was written", **verify_args
+        )
+    manifest = replace(manifest, parity=report, extra={**manifest.extra, "export_seconds": timings})
+    write_manifest(folder, manifest)
+    return manifest
 
 
 def _json_safe(value: Any) -> Any:

@@ -21,7 +21,7 @@ from export.trt import (
     plan_build,
     timing_cache_path,
 )
-from runtime.errors import BackendUnavailableError, ExportError
+from runtime.errors import BackendUnavailableError, EngineMismatchError, ExportError
 from tests.conftest import require_tensorrt
 from tests.trt_api import declared_api, patched_stubs, stub_dirs
 
@@ -124,6 +124,24 @@ def test_engine_manifest_records_tensorrt_gpu_and_profile(tiny_exports: Path, tm
     assert manifest.companions == {"flow_encoder": "../ofe-fp32", "onnx": "../onnx-fp16"}
     assert manifest.versions["tensorrt"] == "10.13.0.35"
     assert Manifest.from_dict(__import__("json").loads(manifest.to_json())) == manifest
+
+
+def test_engines_from_another_setup_are_refused(tiny_exports: Path):
+    onnx_manifest, _ = resolve_artifact(tiny_exports / "onnx-fp16")
+    plan = plan_build(GPU_STATUS.version, "fp16")
+    manifest = engine_manifest(
+        onnx_manifest,
+        plan,
+        BatchProfile(1, 1, 1),
+        GPU_STATUS,
+        model_sha256="0",
+        workspace_bytes=1,
+        timing_cache=None,
+    )
+    trt.check_engine(manifest, GPU_STATUS, "e/model.plan")
+    other = TensorRTStatus("10.14.1.48", "NVIDIA L4", "8.9", None)
+    with pytest.raises(EngineMismatchError, match=r"version 10\.13\.0\.35 \(this machine: 10\.14\.1\.48\)"):
+        trt.check_engine(manifest, other, "e/model.plan")
 
 
 def test_parser_errors_are_reported_in_full():
