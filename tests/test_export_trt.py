@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import pytest
@@ -104,40 +105,35 @@ def test_this_machine_reports_what_is_missing():
         status.require("build", "out/onnx-fp32")
 
 
-def test_engine_manifest_records_tensorrt_gpu_and_profile(tiny_exports: Path, tmp_path: Path):
+def _engine_manifest(tiny_exports: Path, timing_cache: Path | None = None) -> Manifest:
     onnx_manifest, _ = resolve_artifact(tiny_exports / "onnx-fp16")
     plan = plan_build(GPU_STATUS.version, "fp16")
-    manifest = engine_manifest(
+    return engine_manifest(
         onnx_manifest,
         plan,
         BatchProfile(1, 4, 8),
         GPU_STATUS,
         model_sha256="ab" * 32,
         workspace_bytes=1 << 30,
-        timing_cache=tmp_path / "t.cache",
+        timing_cache=timing_cache,
     )
+
+
+def test_engine_manifest_records_tensorrt_gpu_and_profile(tiny_exports: Path, tmp_path: Path):
+    manifest = _engine_manifest(tiny_exports, tmp_path / "t.cache")
     assert (manifest.engine, manifest.precision, manifest.model_file) == ("tensorrt", "fp16", "model.plan")
     assert manifest.batch == {"min": 1, "opt": 4, "max": 8} and manifest.parity is None
     info = manifest.tensorrt
     assert (info["version"], info["gpu"], info["compute_capability"]) == ("10.13.0.35", GPU_STATUS.gpu, "9.0")
     assert info["precision"] == "fp16" and info["strongly_typed"] and info["profile"] == manifest.batch
+    assert info["timing_cache"] == str(tmp_path / "t.cache") and info["workspace_bytes"] == 1 << 30
     assert manifest.companions == {"flow_encoder": "../ofe-fp32", "onnx": "../onnx-fp16"}
     assert manifest.versions["tensorrt"] == "10.13.0.35"
-    assert Manifest.from_dict(__import__("json").loads(manifest.to_json())) == manifest
+    assert Manifest.from_dict(json.loads(manifest.to_json())) == manifest
 
 
 def test_engines_from_another_setup_are_refused(tiny_exports: Path):
-    onnx_manifest, _ = resolve_artifact(tiny_exports / "onnx-fp16")
-    plan = plan_build(GPU_STATUS.version, "fp16")
-    manifest = engine_manifest(
-        onnx_manifest,
-        plan,
-        BatchProfile(1, 1, 1),
-        GPU_STATUS,
-        model_sha256="0",
-        workspace_bytes=1,
-        timing_cache=None,
-    )
+    manifest = _engine_manifest(tiny_exports)
     trt.check_engine(manifest, GPU_STATUS, "e/model.plan")
     other = TensorRTStatus("10.14.1.48", "NVIDIA L4", "8.9", None)
     with pytest.raises(EngineMismatchError, match=r"version 10\.13\.0\.35 \(this machine: 10\.14\.1\.48\)"):
