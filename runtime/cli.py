@@ -17,6 +17,7 @@ from runtime.errors import DTVNetError
 # name -> (module with main(argv) -> int, one-line help). Add a line when a subcommand lands.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "checkpoint": ("training.checkpoint", "inspect checkpoints; convert a reference DTV_G.pth"),
+    "export": ("export.pipeline", "checkpoint -> verified ONNX (fp32, fp16) and TensorRT artifacts"),
 }
 
 OWN_PACKAGES = ("training", "export", "runtime", "benchmarks", "__main__")

@@ -40,3 +40,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip_gpu)
+
+
+@pytest.fixture(scope="session")
+def realistic_tiny(tmp_path_factory: pytest.TempPathFactory):
+    """A tiny checkpoint whose generator makes frames spread over [-1, 1] (see tests/realistic.py)."""
+    from tests.realistic import realistic_checkpoint
+
+    return realistic_checkpoint(tmp_path_factory.mktemp("realistic") / "tiny", "tiny", seed=1)
+
+
+@pytest.fixture(scope="session")
+def tiny_exports(realistic_tiny, tmp_path_factory: pytest.TempPathFactory):
+    """Every CPU artifact of `realistic_tiny`, written once by the `dtvnet export` pipeline."""
+    from export.pipeline import export_all
+
+    out = tmp_path_factory.mktemp("exports") / "tiny"
+    result = export_all(realistic_tiny, out, engine="skip", seed=0)
+    assert [p.name for p in result.artifacts] == ["onnx-fp32", "onnx-fp16", "ofe-fp32"]
+    return out

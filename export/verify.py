@@ -1,0 +1,446 @@
+"""Parity of an exported artifact against the PyTorch model it came from.
+
+Usage:
+    python -m export.verify ARTIFACT [--checkpoint CKPT] [--seed N] [--record] [--polygraphy]
+
+Runs the artifact and the checkpoint's PyTorch model on the same fresh random inputs at batch 1 and
+a larger batch, reports max/mean absolute error and the PSNR of the artifact's output against
+PyTorch's, and raises ParityError if the bound for the artifact's engine and precision is missed.
+Every export calls `verify_artifact` on the artifact before it is moved into place, so an artifact
+that fails never lands, and stores the report in the manifest's `parity` field.
+
+Generic over artifact kinds (generator, flow encoder), engines (ONNX Runtime here; TensorRT through
+`export.trt.engine_runner`) and precisions: add a `Bound` to BOUNDS, or pass `bound=`, for a new one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import secrets
+import shlex
+import shutil
+import subprocess
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from export.manifest import Manifest, resolve_artifact, verify_integrity, write_manifest
+from runtime.errors import BackendUnavailableError, CheckpointError, ExportError, ParityError
+
+if TYPE_CHECKING:
+    from export.progress import Steps
+
+log = logging.getLogger(__name__)
+
+Runner = Callable[[Mapping[str, np.ndarray]], np.ndarray]  # inputs by name -> first output
+LARGER_BATCH = 4
+FLOW_STD = 2.0  # random flows, in pixels at model scale
+
+
+@dataclass(frozen=True)
+class Bound:
+    """Pass criteria; None means not checked. `max_abs` is absolute, `min_psnr` in dB."""
+
+    max_abs: float | None = None
+    min_psnr: float | None = None
+
+    def failures(self, metrics: Mapping[str, Any]) -> list[str]:
+        """One phrase per missed criterion, empty if the metrics pass."""
+        out = []
+        if self.max_abs is not None and not metrics["max_abs"] <= self.max_abs:
+            out.append(f"max abs error {metrics['max_abs']:.3g} exceeds {self.max_abs:g}")
+        psnr = metrics["psnr_db"]
+        if self.min_psnr is not None and psnr is not None and not psnr >= self.min_psnr:
+            out.append(f"PSNR {psnr:.2f} dB is below {self.min_psnr:g} dB")
+        return out
+
+
+# (engine, precision) -> bound. fp32 on ONNX Runtime CPU is the issue's 1e-4; GPU fp32 kernels (TF32
+# off) sum in other orders, so they get 1e-3; mixed precision is judged by PSNR of the frames.
+BOUNDS: dict[tuple[str, str], Bound] = {
+    ("onnx", "fp32"): Bound(max_abs=1e-4),
+    ("tensorrt", "fp32"): Bound(max_abs=1e-3),
+    ("onnx", "fp16"): Bound(min_psnr=40.0),
+    ("tensorrt", "fp16"): Bound(min_psnr=40.0),
+}
+
+
+def bound_for(engine: str, precision: str) -> Bound:
+    """The parity bound for an artifact, or ExportError if none is defined (pass `bound=` then)."""
+    try:
+        return BOUNDS[(engine, precision)]
+    except KeyError:
+        raise ExportError(
+            f"No parity bound is defined for {precision} {engine} artifacts; add one to "
+            "export.verify.BOUNDS or pass bound= to verify_artifact."
+        ) from None
+
+
+def compare(actual: np.ndarray, expected: np.ndarray, peak_to_peak: float) -> dict[str, Any]:
+    """max/mean absolute error and PSNR (dB, against `peak_to_peak`; None if identical)."""
+    if actual.shape != expected.shape:
+        raise ParityError(f"Output shape {actual.shape} differs from PyTorch's {expected.shape}.")
+    diff = np.abs(actual.astype(np.float64) - expected.astype(np.float64))
+    mse = float(np.mean(diff**2))
+    finite = bool(np.isfinite(actual).all())
+    return {
+        "max_abs": float(diff.max()) if finite else math.inf,
+        "mean_abs": float(diff.mean()) if finite else math.inf,
+        "psnr_db": (10 * math.log10(peak_to_peak**2 / mse) if mse > 0 else None) if finite else -math.inf,
+        "reference_rms": float(np.sqrt(np.mean(expected.astype(np.float64) ** 2))),
+    }
+
+
+def random_inputs(manifest: Manifest, batch: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Inputs of the artifact's kind: images uniform in [-1, 1], motion N(0, 1), flows N(0, FLOW_STD)."""
+    arrays = {}
+    for spec in manifest.inputs:
+        shape = [batch if d == "batch" else int(d) for d in spec.shape]
+        if spec.value_range is not None:
+            lo, hi = spec.value_range
+            value = rng.uniform(lo, hi, shape)
+        elif spec.name == "flows":
+            value = rng.normal(0.0, FLOW_STD, shape)
+        else:
+            value = rng.standard_normal(shape)
+        arrays[spec.name] = value.astype(spec.dtype)
+    return arrays
+
+
+def parity_batches(profile: Mapping[str, int] | None, larger: int = LARGER_BATCH) -> tuple[int, ...]:
+    """Batch 1 and a larger batch, clamped into an engine's optimization profile."""
+    lo, hi = (profile["min"], profile["max"]) if profile else (1, None)
+    big = max(larger, lo) if hi is None else min(max(larger, lo), hi)
+    return (lo,) if big == lo else (lo, big)
+
+
+def peak_to_peak(manifest: Manifest, reference: np.ndarray) -> float:
+    """The output's declared value range (2 for video in [-1, 1]), else the reference's own range."""
+    spec = manifest.outputs[0]
+    if spec.value_range is not None:
+        return float(spec.value_range[1] - spec.value_range[0])
+    return float(reference.max() - reference.min()) or 1.0
+
+
+def check_parity(
+    manifest: Manifest,
+    runner: Runner,
+    reference: Runner,
+    *,
+    batches: Sequence[int],
+    seed: int,
+    bound: Bound,
+    label: str,
+) -> dict[str, Any]:
+    """Compare `runner` with `reference` at each batch size; the report says whether `bound` held.
+
+    Sample 0 of every batch is the same, so the report also shows whether a sample's output depends
+    on the rest of its batch (`batch_consistency_max_abs`, informational).
+    """
+    rng = np.random.default_rng(seed)
+    largest = random_inputs(manifest, max(batches), rng)
+    cases, first_sample = [], None
+    for batch in batches:
+        inputs = {name: array[:batch] for name, array in largest.items()}
+        expected = reference(inputs)
+        actual = runner(inputs)
+        metrics = compare(actual, expected, peak_to_peak(manifest, expected))
+        cases.append({"batch": batch, **metrics})
+        first_sample = actual[:1] if first_sample is None else first_sample
+        if batch != batches[0]:
+            cases[-1]["batch_consistency_max_abs"] = float(np.abs(actual[:1] - first_sample).max())
+    failures = [f"{f} at batch {c['batch']}" for c in cases for f in bound.failures(c)]
+    psnrs = [c["psnr_db"] for c in cases if c["psnr_db"] is not None]
+    return {
+        "runner": label,
+        "bound": {k: v for k, v in asdict(bound).items() if v is not None},
+        "max_abs": max(c["max_abs"] for c in cases),
+        "mean_abs": float(np.mean([c["mean_abs"] for c in cases])),
+        "psnr_db": min(psnrs) if psnrs else None,
+        "cases": cases,
+        "passed": not failures,
+        "failures": failures,
+    }
+
+
+def onnxruntime_runner(model: str | Path | bytes, threads: int = 0) -> Runner:
+    """ONNX Runtime on CPU; `model` is a path or serialized bytes."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.log_severity_level = 3
+    source = model if isinstance(model, bytes) else str(model)
+    session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+
+    def run(inputs: Mapping[str, np.ndarray]) -> np.ndarray:
+        return np.asarray(session.run(None, dict(inputs))[0])
+
+    return run
+
+
+def module_runner(module: Any) -> Runner:
+    """A PyTorch module (float32, CPU, eval mode) as a Runner; inputs are passed in manifest order."""
+    import torch
+
+    def run(inputs: Mapping[str, np.ndarray]) -> np.ndarray:
+        with torch.no_grad():
+            return module(*(torch.from_numpy(np.ascontiguousarray(a)) for a in inputs.values())).numpy()
+
+    return run
+
+
+def torch_reference(checkpoint: str | Path, kind: str, expect_sha256: str | None = None) -> Runner:
+    """The checkpoint's PyTorch module for `kind`, exactly as exported (float32, CPU, eval mode)."""
+    from export.onnx import reference_module
+    from training import checkpoint as ckpt_io
+
+    source = ckpt_io.load(checkpoint, components=[kind])
+    if expect_sha256 and source.weights_sha256 and source.weights_sha256 != expect_sha256:
+        raise CheckpointError(
+            f"Checkpoint {str(source.path)!r} is not the one this artifact was exported from (weights "
+            f"sha256 {source.weights_sha256[:12]}... instead of {expect_sha256[:12]}...); pass the source "
+            "checkpoint with --checkpoint."
+        )
+    return module_runner(reference_module(source, kind))
+
+
+def artifact_runners(manifest: Manifest, model_path: Path) -> dict[str, Runner]:
+    """The runners an artifact is checked with, by label; fp16 ONNX also gets the stricter simulation."""
+    if manifest.engine == "onnx":
+        import onnxruntime as ort
+
+        runners = {f"onnxruntime {ort.__version__} CPUExecutionProvider": onnxruntime_runner(model_path)}
+        if manifest.precision == "fp16":
+            import onnx
+
+            from export.fp16 import simulate_fp16_activations
+
+            simulated = simulate_fp16_activations(onnx.load(str(model_path)))
+            runners["simulated_fp16_activations"] = onnxruntime_runner(simulated.SerializeToString())
+        return runners
+    if manifest.engine == "tensorrt":
+        from export.trt import check_engine, engine_runner, probe_tensorrt
+
+        status = probe_tensorrt()
+        status.require("run a TensorRT engine", model_path.parent / manifest.companions.get("onnx", ""))
+        check_engine(manifest, status, model_path)
+        return {f"tensorrt {status.version} on {status.gpu}": engine_runner(model_path)}
+    raise ExportError(f"Parity checks for {manifest.engine!r} artifacts are not implemented.")
+
+
+def verify_artifact(
+    artifact: str | Path,
+    checkpoint: str | Path | None = None,
+    *,
+    reference: Runner | None = None,
+    runners: Mapping[str, Runner] | None = None,
+    batches: Sequence[int] | None = None,
+    seed: int | None = None,
+    bound: Bound | None = None,
+    record: bool = False,
+    failure_hint: str = "do not deploy it; re-export it from its checkpoint",
+) -> dict[str, Any]:
+    """Check an artifact folder against PyTorch; returns the report, raises ParityError on a miss.
+
+    `checkpoint` defaults to the manifest's source checkpoint; `reference` / `runners` replace the
+    PyTorch model / the artifact's runners (an export passes the model it already holds). With
+    `record` the report is written into the manifest's `parity` field, pass or fail. `failure_hint`
+    ends the ParityError sentence (what happens now, what to do).
+    """
+    manifest, model_path = resolve_artifact(artifact)
+    verify_integrity(manifest, model_path)
+    if reference is None:
+        source = checkpoint or manifest.source_checkpoint
+        if source is None:
+            raise CheckpointError(
+                f"The manifest of {str(artifact)!r} names no source checkpoint; pass one with --checkpoint."
+            )
+        reference = torch_reference(source, manifest.kind, expect_sha256=manifest.source_sha256)
+    runners = runners if runners is not None else artifact_runners(manifest, model_path)
+    bound = bound or bound_for(manifest.engine, manifest.precision)
+    seed = secrets.randbits(32) if seed is None else seed
+    batches = tuple(batches or parity_batches(manifest.batch))
+    checks = [
+        check_parity(manifest, run, reference, batches=batches, seed=seed, bound=bound, label=label)
+        for label, run in runners.items()
+    ]
+    main = checks[0]
+    report: dict[str, Any] = {
+        "reference": f"pytorch {_version('torch')} float32 CPU",
+        **{k: main[k] for k in ("runner", "bound", "max_abs", "mean_abs", "psnr_db", "cases")},
+        "seed": seed,
+        "batches": list(batches),
+        "passed": all(c["passed"] for c in checks),
+        "checked": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    if len(checks) > 1:
+        report["extra_checks"] = {
+            c["runner"]: {k: v for k, v in c.items() if k != "runner"} for c in checks[1:]
+        }
+    if record:
+        write_manifest(model_path.parent, replace(manifest, parity=_json_safe(report)))
+    failures = [f"{c['runner']}: {f}" for c in checks for f in c["failures"]]
+    if failures:
+        raise ParityError(
+            f"{manifest.precision} {manifest.engine} artifact {str(artifact)!r} does not match PyTorch "
+            f"({'; '.join(failures)}; seed {seed}): {failure_hint}."
+        )
+    log.debug(
+        "parity ok: %s %s max abs %.3g, PSNR %s dB",
+        manifest.precision,
+        manifest.engine,
+        report["max_abs"],
+        "inf" if report["psnr_db"] is None else f"{report['psnr_db']:.2f}",
+    )
+    return _json_safe(report)
+
+
+def write_verified(
+    folder: Path,
+    manifest: Manifest,
+    reference: Runner,
+    steps: Steps,
+    timings: dict[str, float],
+    label: str,
+    **verify_args: Any,
+) -> Manifest:
+    """Write the manifest, check parity (ParityError aborts the export), store the report.
+
+    `folder` is the temporary folder of an atomic_dir, so an artifact that fails never lands.
+    """
+    write_manifest(folder, manifest)
+    with steps.step("verify", timings, label):
+        report = verify_artifact(
+            folder, reference=reference, failure_hint="nothing was written", **verify_args
+        )
+    manifest = replace(manifest, parity=report, extra={**manifest.extra, "export_seconds": timings})
+    write_manifest(folder, manifest)
+    return manifest
+
+
+def _json_safe(value: Any) -> Any:
+    """Replace non-finite floats by strings: manifests are strict JSON, read by the C++ host too."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _version(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "?"
+
+
+def summary(report: Mapping[str, Any]) -> str:
+    """One line per check, for the CLIs."""
+    lines = []
+    checks = {report["runner"]: report, **report.get("extra_checks", {})}
+    for label, check in checks.items():
+        psnr = "inf" if check["psnr_db"] is None else f"{check['psnr_db']:.2f}"
+        lines.append(
+            f"{label}: max abs {check['max_abs']:.3g}, mean abs {check['mean_abs']:.3g}, PSNR {psnr} dB "
+            f"(bound {check['bound']}) -> {'ok' if check['passed'] else 'FAILED'}"
+        )
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# polygraphy: layer-by-layer comparison of TensorRT with ONNX Runtime (needs TensorRT and a GPU)
+# ---------------------------------------------------------------------------------------------
+
+
+def polygraphy_command(
+    manifest: Manifest, onnx_path: Path, profile: Mapping[str, int] | None = None
+) -> list[str]:
+    """`polygraphy run` comparing TensorRT with ONNX Runtime on every intermediate tensor.
+
+    For an fp16 model the network is strongly typed (precisions as in the file); marking all
+    tensors as outputs disables some TensorRT fusions, so tolerances are those of the precision.
+    """
+    profile = profile or {"min": 1, "opt": 1, "max": LARGER_BATCH}
+
+    def shapes(batch: int) -> list[str]:
+        dims = [[batch if d == "batch" else int(d) for d in spec.shape] for spec in manifest.inputs]
+        return [
+            f"{spec.name}:[{','.join(map(str, d))}]" for spec, d in zip(manifest.inputs, dims, strict=True)
+        ]
+
+    tol = (
+        ["--atol", "1e-4", "--rtol", "1e-3"]
+        if manifest.precision == "fp32"
+        else ["--atol", "2e-2", "--rtol", "2e-2"]
+    )
+    command = ["polygraphy", "run", str(onnx_path), "--trt", "--onnxrt"]
+    command += ["--trt-min-shapes", *shapes(profile["min"]), "--trt-opt-shapes", *shapes(profile["opt"])]
+    command += ["--trt-max-shapes", *shapes(profile["max"]), "--input-shapes", *shapes(profile["opt"])]
+    command += ["--trt-outputs", "mark", "all", "--onnx-outputs", "mark", "all", *tol]
+    if manifest.precision != "fp32":
+        command.append("--strongly-typed")
+    return command
+
+
+def onnx_source(artifact: str | Path) -> tuple[Manifest, Path]:
+    """The ONNX model behind an artifact: the artifact itself, or an engine's `onnx` companion."""
+    manifest, model_path = resolve_artifact(artifact)
+    if manifest.engine == "onnx":
+        return manifest, model_path
+    companion = manifest.companions.get("onnx")
+    if not companion:
+        raise ExportError(f"{str(artifact)!r} names no ONNX source in its manifest's companions.")
+    return resolve_artifact(model_path.parent / companion)
+
+
+def run_polygraphy(artifact: str | Path) -> int:
+    """Run the `polygraphy run` comparison for an artifact; BackendUnavailableError if it cannot run."""
+    manifest, onnx_path = onnx_source(artifact)
+    profile = resolve_artifact(artifact)[0].batch
+    command = polygraphy_command(manifest, onnx_path, profile)
+    if shutil.which("polygraphy") is None:
+        raise BackendUnavailableError(
+            "polygraphy is not installed; on a machine with an NVIDIA GPU run `pip install 'dtvnet[gpu]'` "
+            f"and then `{shlex.join(command)}`."
+        )
+    from export.trt import probe_tensorrt
+
+    probe_tensorrt().require("compare TensorRT with ONNX Runtime layer by layer", onnx_path.parent)
+    print("+", shlex.join(command))
+    return subprocess.run(command, check=False).returncode
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m export.verify", description=__doc__.split("\n\n")[0])
+    parser.add_argument("artifact", type=Path, help="artifact folder (or its manifest.json / model file)")
+    parser.add_argument("--checkpoint", type=Path, help="source checkpoint (default: the manifest's)")
+    parser.add_argument("--seed", type=int, help="seed of the random inputs (default: fresh)")
+    parser.add_argument("--record", action="store_true", help="store the report in the manifest")
+    parser.add_argument(
+        "--polygraphy", action="store_true", help="also compare TensorRT with ONNX Runtime layer by layer"
+    )
+    args = parser.parse_args(argv)
+    report = verify_artifact(args.artifact, args.checkpoint, seed=args.seed, record=args.record)
+    print(summary(report))
+    print(f"seed {report['seed']}, batches {report['batches']}: parity ok")
+    if args.polygraphy:
+        return run_polygraphy(args.artifact)
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    from runtime.cli import run_cli
+
+    sys.exit(run_cli(main))
