@@ -17,6 +17,8 @@ from runtime.errors import DTVNetError
 # name -> (module with main(argv) -> int, one-line help). Add a line when a subcommand lands.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "checkpoint": ("training.checkpoint", "inspect checkpoints; convert a reference DTV_G.pth"),
+    "generate": ("runtime.generate", "turn a photo into a time-lapse video (mp4, gif, png frames)"),
+    "demo": ("runtime.demo", "a time-lapse of a procedural landscape with the bundled demo model"),
 }
 
 OWN_PACKAGES = ("training", "export", "runtime", "benchmarks", "__main__")
