@@ -40,3 +40,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip_gpu)
+
+
+@pytest.fixture(scope="session")
+def tiny_artifacts(tmp_path_factory: pytest.TempPathFactory):
+    """A tiny checkpoint (32x32, 8 frames, motion size 32) and its ONNX exports, made once per session.
+
+    Returns (checkpoint folder, generator artifact folder, flow encoder artifact folder).
+    """
+    from export.onnx import export_flow_encoder, export_generator
+    from training.checkpoint import init_checkpoint
+    from training.model import preset
+
+    root = tmp_path_factory.mktemp("tiny")
+    ckpt = init_checkpoint(root / "ckpt", preset("tiny"), seed=0)
+    generator = export_generator(ckpt, root / "exports")
+    flow_encoder = export_flow_encoder(ckpt, root / "exports")
+    return ckpt, generator, flow_encoder

@@ -16,6 +16,14 @@ TORCH_FREE = [
     "training.flow.dis",
     "runtime.cli",
     "export.manifest",
+    "runtime",
+    "runtime.generator",
+    "runtime.backends.onnxruntime",
+    "runtime.backends.tensorrt",
+    "runtime.backends.tensorrt_checks",
+    "runtime.generate",
+    "runtime.demo",
+    "runtime.writers",
 ]
 
 
