@@ -25,16 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from export.manifest import resolve_artifact, verify_integrity
+from export.manifest import resolve_artifact
 from runtime import motion as motion_lib
-from runtime.backends import (
-    Backend,
-    check_manifest_shapes,
-    choose_backend,
-    open_artifact,
-    open_backend,
-    require_kind,
-)
+from runtime.backends import Backend, load_checked, open_artifact
 from runtime.errors import ArtifactError, ManifestError, MotionError
 from runtime.image_input import Geometry, ImageSource, prepare
 from runtime.imaging import Fit, prepare_image, to_uint8_frames
@@ -43,7 +36,7 @@ from runtime.pipeline import background, chunks
 log = logging.getLogger(__name__)
 
 PREFETCH_BATCHES = 2  # how many batches pre-processing may run ahead of the engine
-CPU_BATCH, GPU_BATCH = 1, 8  # default batch sizes when neither the caller nor the artifact sets one
+CPU_BATCH, GPU_BATCH = 4, 8  # default batch sizes when neither the caller nor the artifact sets one
 
 
 @dataclass
@@ -97,7 +90,7 @@ class Generator:
     device: None for the best available (ONNX Runtime: TensorRT, then CUDA, then CPU providers),
         or "cpu", "cuda", "cuda:N", "tensorrt[:N]" (ONNX Runtime's TensorRT provider).
     batch_size: requests per engine call in `run_many`; defaults to the artifact's optimal batch,
-        else 8 on a GPU and 1 on the CPU. Must lie within the engine's batch range.
+        else 8 on a GPU and 4 on the CPU. Must lie within the engine's batch range.
 
     The artifact is checked before any inference: its sha256, its tensors and precision against the
     manifest, and for TensorRT engines the TensorRT version and GPU they were built for.
@@ -111,14 +104,8 @@ class Generator:
         batch_size: int | None = None,
     ) -> None:
         self.manifest, self.model_path = open_artifact(artifact, "generator")
-        where = repr(str(self.model_path))
-        require_kind(self.manifest, "generator", where)
-        check_manifest_shapes(self.manifest, where)
-        verify_integrity(self.manifest, self.model_path)
         self.device = device
-        self.backend: Backend = open_backend(
-            choose_backend(self.manifest, self.model_path, backend), self.manifest, self.model_path, device
-        )
+        self.backend: Backend = load_checked(self.manifest, self.model_path, "generator", backend, device)
         self.image_size = self.manifest.image_size
         self.frames = self.manifest.frames
         self.motion_dim = self.manifest.motion_dim
@@ -263,9 +250,9 @@ class Generator:
         if motion is None:
             used = self._draw_seed(seed)
             return motion_lib.seeded_vector(used, self.motion_dim), used
-        if not motion_lib.is_reference(motion):
-            return motion_lib.check_vector(motion, self.motion_dim), None  # type: ignore[arg-type]
-        path = Path(motion)  # type: ignore[arg-type]
+        if not isinstance(motion, str | os.PathLike):
+            return motion_lib.check_vector(motion, self.motion_dim), None
+        path = Path(motion)
         if path.suffix.lower() == motion_lib.VECTOR_SUFFIX:
             return motion_lib.read_vector_file(path, self.motion_dim), None
         frames = motion_lib.read_reference_frames(path, self.frames)
@@ -313,19 +300,15 @@ class Generator:
                     "flow encoder, or pass a motion vector or seed instead."
                 )
             manifest, model_path = resolve_artifact(self.model_path.parent / companion)
-        ofe_where = repr(str(model_path))
-        require_kind(manifest, "flow_encoder", ofe_where)
-        check_manifest_shapes(manifest, ofe_where)
         ours = (self.image_size, self.frames, self.motion_dim)
         if (manifest.image_size, manifest.frames, manifest.motion_dim) != ours:
             raise ManifestError(
-                f"Flow encoder {ofe_where} is for (size, frames, motion size) "
+                f"Flow encoder {str(model_path)!r} is for (size, frames, motion size) "
                 f"{(manifest.image_size, manifest.frames, manifest.motion_dim)} but generator {where} is for "
                 f"{ours}; export both from the same checkpoint."
             )
-        verify_integrity(manifest, model_path)
         device = self.device if self.backend.name == "onnxruntime" else None
-        self._flow_encoder = open_backend(choose_backend(manifest, model_path), manifest, model_path, device)
+        self._flow_encoder = load_checked(manifest, model_path, "flow_encoder", device=device)
         return self._flow_encoder
 
     # ------------------------------------------------------------------ engine
@@ -389,13 +372,13 @@ class Generator:
     ) -> Iterator[np.ndarray]:
         for request, video in videos:
             first = 1 if chained and request.index > 0 else 0  # frame 0 repeats the frame chained from
-            for t in range(first, video.shape[1]):
-                frame = to_uint8_frames(video[:, t : t + 1])[0]
+            frames = np.ascontiguousarray(to_uint8_frames(video[:, first:]))  # one conversion per clip
+            for frame in frames:
                 yield request.geometry.restore(frame) if upscale else frame
 
     def _clips(self, videos: Iterator[tuple[_Request, np.ndarray]], upscale: bool) -> Iterator[Clip]:
         for request, video in videos:
-            frames = to_uint8_frames(video)
+            frames = np.ascontiguousarray(to_uint8_frames(video))
             if upscale:
                 frames = np.stack([request.geometry.restore(f) for f in frames])
             yield Clip(request.index, frames, request.motion, request.seed)

@@ -93,11 +93,6 @@ def schedule_vector(seed: int, dim: int, clip: int, transition: int) -> np.ndarr
     return slerp(seeded_vector(seed, dim, key), seeded_vector(seed, dim, key + 1), step / transition)
 
 
-def is_reference(source: object) -> bool:
-    """Whether a motion source names a file or folder (rather than being the vector itself)."""
-    return isinstance(source, str | os.PathLike)
-
-
 def read_vector_file(path: Path, dim: int) -> np.ndarray:
     try:
         data = np.load(path, allow_pickle=False)

@@ -3,11 +3,14 @@
 The runtime chains these so that loading and pre-processing, inference, and post-processing or
 encoding (in the caller's thread) run at the same time; the bound keeps memory flat however long
 the run. Closing the consumer (or an exception on either side) stops the producer after its current
-item, and closes the producer's own source, so chained stages wind down together.
+item and waits for it, and the producer closes its own source, so chained stages wind down together.
+Workers still running when the interpreter exits are stopped and joined first: an inference engine
+torn down under a running call aborts the process.
 """
 
 from __future__ import annotations
 
+import atexit
 import queue
 import threading
 from collections.abc import Iterable, Iterator
@@ -16,6 +19,7 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 _POLL_SECONDS = 0.05
 _DONE = object()
+_running: set[tuple[threading.Event, threading.Thread]] = set()
 
 
 def background(source: Iterable[T], maxsize: int, name: str = "dtvnet-worker") -> Iterator[T]:
@@ -47,6 +51,8 @@ def background(source: Iterable[T], maxsize: int, name: str = "dtvnet-worker") -
                 close()
 
     thread = threading.Thread(target=work, name=name, daemon=True)
+    worker = (stop, thread)
+    _running.add(worker)
     thread.start()
     try:
         while True:
@@ -59,6 +65,17 @@ def background(source: Iterable[T], maxsize: int, name: str = "dtvnet-worker") -
                 raise item
     finally:
         stop.set()
+        if thread is not threading.current_thread():
+            thread.join()
+        _running.discard(worker)
+
+
+@atexit.register
+def _stop_all() -> None:
+    for stop, _ in list(_running):
+        stop.set()
+    for _, thread in list(_running):
+        thread.join(timeout=60)
 
 
 def chunks(source: Iterable[T], size: int) -> Iterator[list[T]]:

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from export.manifest import MANIFEST_NAME, Manifest, TensorSpec, resolve_artifact
+from export.manifest import MANIFEST_NAME, Manifest, TensorSpec, resolve_artifact, verify_integrity
 from runtime.errors import ArtifactError, BackendUnavailableError, ManifestError
 
 BACKENDS = ("onnxruntime", "tensorrt", "torch")
@@ -119,6 +119,18 @@ def parse_device(device: str | None) -> tuple[str, int]:
             f"Unknown device {device!r}; use cpu, cuda, cuda:N or tensorrt[:N], or None for the best one."
         )
     return kind, int(index or 0)
+
+
+def load_checked(
+    manifest: Manifest, model_path: Path, kind: str, backend: str = "auto", device: str | None = None
+) -> Backend:
+    """Check an artifact against its manifest (kind, tensor shapes, sha256), then load it on a backend
+    (which checks the rest: the graph's tensors and precision, an engine's TensorRT version and GPU)."""
+    where = repr(str(model_path))
+    require_kind(manifest, kind, where)
+    check_manifest_shapes(manifest, where)
+    verify_integrity(manifest, model_path)
+    return open_backend(choose_backend(manifest, model_path, backend), manifest, model_path, device)
 
 
 def numpy_dtype(spec: TensorSpec, where: str) -> type[np.floating[Any]]:
