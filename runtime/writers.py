@@ -108,12 +108,12 @@ class Mp4Writer:
             self._writer.release()
 
 
-class GifWriter:
-    """Pillow animated gif, looping. Keeps every frame until the end (Pillow writes gifs in one go),
-    so it is meant for clips, not for endless streams."""
+class _CollectingWriter:
+    """Writers that need every frame before they can write (Pillow writes a gif in one go), so they
+    are meant for clips, not for endless streams."""
 
-    def __init__(self, path: Path, fps: float) -> None:
-        self.path, self.fps = path, fps
+    def __init__(self, path: Path) -> None:
+        self.path = path
         self.frames: list[np.ndarray] = []
 
     def write(self, frame: np.ndarray) -> None:
@@ -121,9 +121,34 @@ class GifWriter:
 
     def close(self) -> None:
         if self.frames:
-            first, *rest = (Image.fromarray(frame) for frame in self.frames)
-            duration = max(10, round(1000 / self.fps / 10) * 10)  # gif delays are centiseconds
-            first.save(self.path, format="GIF", save_all=True, append_images=rest, duration=duration, loop=0)
+            self.save(self.frames)
+
+    def save(self, frames: list[np.ndarray]) -> None:
+        raise NotImplementedError
+
+
+class GifWriter(_CollectingWriter):
+    """Pillow animated gif, looping."""
+
+    def __init__(self, path: Path, fps: float) -> None:
+        super().__init__(path)
+        self.fps = fps
+
+    def save(self, frames: list[np.ndarray]) -> None:
+        first, *rest = (Image.fromarray(frame) for frame in frames)
+        duration = max(10, round(1000 / self.fps / 10) * 10)  # gif delays are centiseconds
+        first.save(self.path, format="GIF", save_all=True, append_images=rest, duration=duration, loop=0)
+
+
+class ContactSheetWriter(_CollectingWriter):
+    """The frames in a grid (see `contact_sheet`), one png."""
+
+    def __init__(self, path: Path, columns: int | None = None) -> None:
+        super().__init__(path)
+        self.columns = columns
+
+    def save(self, frames: list[np.ndarray]) -> None:
+        Image.fromarray(contact_sheet(frames, self.columns)).save(self.path, format="PNG")
 
 
 class PngFramesWriter:
@@ -136,21 +161,6 @@ class PngFramesWriter:
     def write(self, frame: np.ndarray) -> None:
         Image.fromarray(_check_frame(frame, None)).save(self.folder / f"frame_{self.frames:05d}.png")
         self.frames += 1
-
-
-class ContactSheetWriter:
-    """Collects frames and writes them in a grid (see `contact_sheet`)."""
-
-    def __init__(self, path: Path, columns: int | None = None) -> None:
-        self.path, self.columns = path, columns
-        self.frames: list[np.ndarray] = []
-
-    def write(self, frame: np.ndarray) -> None:
-        self.frames.append(_check_frame(frame, self.frames[0] if self.frames else None))
-
-    def close(self) -> None:
-        if self.frames:
-            Image.fromarray(contact_sheet(self.frames, self.columns)).save(self.path, format="PNG")
 
 
 @contextlib.contextmanager
