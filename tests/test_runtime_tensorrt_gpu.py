@@ -84,3 +84,21 @@ def test_engine_for_another_gpu_is_refused(tiny_artifacts, tmp_path: Path):
     engine_dir = build_engine(tiny_artifacts[1], tmp_path / "trt-fp32", gpu_name="NVIDIA Imaginary 9000")
     with pytest.raises(EngineMismatchError, match="was built for NVIDIA Imaginary 9000"):
         Generator(engine_dir)
+
+
+def test_engine_path_never_imports_torch(tiny_artifacts, tmp_path: Path):
+    require_tensorrt()
+    import subprocess
+    import sys
+
+    engine_dir = build_engine(tiny_artifacts[1], tmp_path / "trt-fp32")
+    code = (
+        "import sys, numpy as np\n"
+        "from runtime import Generator\n"
+        "g = Generator(sys.argv[1])\n"
+        "assert g.backend.name == 'tensorrt'\n"
+        "assert len(list(g.run(np.zeros((40, 50, 3), np.uint8), seed=1))) == 8\n"
+        "sys.exit(3 if 'torch' in sys.modules else 0)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code, str(engine_dir)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
