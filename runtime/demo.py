@@ -21,14 +21,13 @@ import numpy as np
 from PIL import Image
 
 from export.manifest import resolve_artifact, verify_integrity
+from runtime.backends import CHECKPOINT_CONFIG, is_checkpoint
 from runtime.errors import CheckpointError, DTVNetError
 from runtime.fsutil import atomic_file, ensure_writable_dir, sha256_file, user_cache_dir
 from runtime.generate import frame_count, write_stream
 from runtime.generator import Generator
 
 log = logging.getLogger(__name__)
-
-CHECKPOINT_CONFIG = "config.json"  # a checkpoint folder's config (see training.checkpoint)
 
 
 def default_checkpoint() -> Path:
@@ -71,12 +70,12 @@ def demo_landscape(size: int = 256, seed: int = 0) -> np.ndarray:
 
 def demo_artifact(checkpoint: Path) -> Path:
     """The checkpoint's generator as ONNX in the user cache: exported on first use, checked after."""
-    config = checkpoint / CHECKPOINT_CONFIG
-    if not config.is_file():
+    if not is_checkpoint(checkpoint):
         raise CheckpointError(
-            f"{str(checkpoint)!r} is not a dtvnet checkpoint folder (no {CHECKPOINT_CONFIG})."
+            f"{str(checkpoint)!r} is not a dtvnet checkpoint folder (with {CHECKPOINT_CONFIG}); pass one to "
+            "--checkpoint."
         )
-    root = user_cache_dir() / "demo" / sha256_file(config)[:16]
+    root = user_cache_dir() / "demo" / sha256_file(checkpoint / CHECKPOINT_CONFIG)[:16]
     folder = root / "onnx-fp32"
     try:
         manifest, model = resolve_artifact(folder)

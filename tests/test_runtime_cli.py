@@ -252,3 +252,9 @@ def test_help_lists_generate_and_demo(capsys):
     with pytest.raises(SystemExit):
         dtvnet("generate", "--help")
     assert "--motion-from" in capsys.readouterr().out
+
+
+def test_demo_refuses_a_folder_that_is_not_a_checkpoint(tmp_path: Path, capsys, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert dtvnet("demo", "--checkpoint", tmp_path, "--out", tmp_path / "demo") == 2
+    assert "is not a dtvnet checkpoint folder" in capsys.readouterr().err

@@ -22,6 +22,9 @@ from runtime.errors import ArtifactError, BackendUnavailableError, ManifestError
 BACKENDS = ("onnxruntime", "tensorrt", "torch")
 ENGINE_BACKENDS = {"onnx": "onnxruntime", "tensorrt": "tensorrt", "torch": "torch"}
 TENSORRT_SUFFIXES = (".plan", ".engine")
+CHECKPOINT_CONFIG = (
+    "config.json"  # a checkpoint folder's config (training.checkpoint.CONFIG_FILE, torch-free)
+)
 DTYPES: dict[str, type[np.floating[Any]]] = {"float32": np.float32, "float16": np.float16}
 
 
@@ -49,7 +52,7 @@ THIRD_PARTY = {"onnx", "onnxruntime", "tensorrt", "torch", "cuda"}
 
 def is_checkpoint(path: Path) -> bool:
     """A checkpoint folder (config.json, no manifest.json): run with the PyTorch backend."""
-    return path.is_dir() and (path / "config.json").is_file() and not (path / MANIFEST_NAME).exists()
+    return path.is_dir() and (path / CHECKPOINT_CONFIG).is_file() and not (path / MANIFEST_NAME).exists()
 
 
 def open_artifact(path: str | os.PathLike[str], kind: str = "generator") -> tuple[Manifest, Path]:
