@@ -18,6 +18,8 @@ from runtime.errors import DTVNetError
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "checkpoint": ("training.checkpoint", "inspect checkpoints; convert a reference DTV_G.pth"),
     "export": ("export.pipeline", "checkpoint -> verified ONNX (fp32, fp16) and TensorRT artifacts"),
+    "generate": ("runtime.generate", "turn a photo into a time-lapse video (mp4, gif, png frames)"),
+    "demo": ("runtime.demo", "a time-lapse of a procedural landscape with the bundled demo model"),
 }
 
 OWN_PACKAGES = ("training", "export", "runtime", "benchmarks", "__main__")

@@ -53,6 +53,7 @@ def atomic_file(path: str | os.PathLike[str], suffix: str | None = None) -> Iter
     tmp = Path(tmp_name)
     try:
         yield tmp
+        _default_mode(tmp, 0o666)
         os.replace(tmp, final)
     finally:
         if tmp.exists():
@@ -71,6 +72,7 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.tmp-"))
     try:
         yield tmp
+        _default_mode(tmp, 0o777)
         if final.exists():
             old = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.old-"))
             old.rmdir()
@@ -84,6 +86,14 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _default_mode(path: Path, mode: int) -> None:
+    """Give a temporary file or folder the permissions a plain open()/mkdir() would have had
+    (mkstemp/mkdtemp make them private to the owner)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    os.chmod(path, mode & ~umask)
+
+
 def recover_dir(path: str | os.PathLike[str]) -> bool:
     """If an interrupted `atomic_dir` swap left only `<path>.old-*`, rename it back. True if done."""
     final = Path(path)
@@ -94,6 +104,13 @@ def recover_dir(path: str | os.PathLike[str]) -> bool:
         return False
     os.rename(olds[-1], final)
     return True
+
+
+def user_cache_dir() -> Path:
+    """Where dtvnet caches what it can rebuild (demo exports, engine caches): $XDG_CACHE_HOME/dtvnet,
+    else ~/.cache/dtvnet."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "dtvnet"
 
 
 def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:

@@ -59,3 +59,10 @@ def tiny_exports(realistic_tiny, tmp_path_factory: pytest.TempPathFactory):
     result = export_all(realistic_tiny, out, engine="skip", seed=0)
     assert [p.name for p in result.artifacts] == ["onnx-fp32", "onnx-fp16", "ofe-fp32"]
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_artifacts(realistic_tiny, tiny_exports):
+    """(checkpoint folder, generator artifact folder, flow encoder artifact folder) of the tiny model
+    (32x32, 8 frames, motion size 32), exported once per session."""
+    return realistic_tiny, tiny_exports / "onnx-fp32", tiny_exports / "ofe-fp32"

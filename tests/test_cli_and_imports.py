@@ -20,6 +20,14 @@ TORCH_FREE = [
     "export.fp16",
     "export.verify",
     "export.trt",
+    "runtime",
+    "runtime.generator",
+    "runtime.backends.onnxruntime",
+    "runtime.backends.tensorrt",
+    "runtime.backends.tensorrt_checks",
+    "runtime.generate",
+    "runtime.demo",
+    "runtime.writers",
 ]
 
 

@@ -1,0 +1,137 @@
+"""`dtvnet generate`: one photo in, a time-lapse video out.
+
+Usage:
+    dtvnet generate IMAGE --artifact A --out out.mp4 [--seed S] [--motion-from video.mp4] [--clips N]
+                    [--fps 25] [--backend auto|onnxruntime|tensorrt|torch] [--device D] [--fit crop|letterbox]
+                    [--upscale] [--transition K] [--sheet sheet.png] [--batch-size B] [--force]
+
+--out picks the format by suffix: .mp4, .gif, .png (a contact sheet) or a folder name (png frames).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from tqdm import tqdm
+
+from runtime.backends import BACKENDS
+from runtime.errors import OutputPathError
+from runtime.fsutil import ensure_writable_dir, refuse_overwrite
+from runtime.generator import Generator
+from runtime.imaging import FITS
+from runtime.writers import FrameWriter, open_writer, output_kind
+
+
+def frame_count(frames_per_clip: int, clips: int) -> int:
+    """Frames of `clips` chained clips: every clip after the first skips its repeated frame 0."""
+    return frames_per_clip + (clips - 1) * (frames_per_clip - 1)
+
+
+def check_outputs(out: Path, sheet: Path | None, force: bool) -> None:
+    """Fail before the model loads: known suffixes, writable folders, nothing overwritten without --force."""
+    if sheet is not None and output_kind(sheet) != "sheet":
+        raise OutputPathError(
+            f"The contact sheet {str(sheet)!r} must be a .png file; name it sheet.png, say."
+        )
+    if sheet is not None and sheet.resolve() == out.resolve():
+        raise OutputPathError(
+            f"--out and --sheet both name {str(out)!r}; give the contact sheet its own name."
+        )
+    for path in (out, sheet) if sheet is not None else (out,):
+        output_kind(path)
+        refuse_overwrite(path, force)
+        ensure_writable_dir(path.parent)
+
+
+def write_stream(
+    frames: Iterator,  # type: ignore[type-arg]
+    out: Path,
+    fps: float,
+    total: int,
+    sheet: Path | None = None,
+    sheet_frames: int = 0,
+) -> int:
+    """Write `frames` to `out` (and the first `sheet_frames` to a contact sheet) with a progress bar."""
+    written = 0
+    with contextlib.ExitStack() as stack:
+        writer: FrameWriter = stack.enter_context(open_writer(out, fps))
+        sheet_writer = stack.enter_context(open_writer(sheet)) if sheet is not None else None
+        bar = stack.enter_context(tqdm(total=total, unit="frame", desc=out.name, leave=False))
+        for frame in frames:
+            writer.write(frame)
+            if sheet_writer is not None and written < sheet_frames:
+                sheet_writer.write(frame)
+            written += 1
+            bar.update()
+    return written
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="dtvnet generate", description="Turn one photo into a time-lapse video."
+    )
+    parser.add_argument("image", type=Path, help="input photo (any size; PNG, JPEG, WebP, BMP, TIFF)")
+    parser.add_argument(
+        "--artifact", required=True, type=Path, help="generator artifact folder / model / checkpoint"
+    )
+    parser.add_argument(
+        "--out", required=True, type=Path, help="output: .mp4, .gif, .png (contact sheet) or a folder"
+    )
+    parser.add_argument("--seed", type=int, help="motion seed (default: a fresh one, printed)")
+    parser.add_argument("--motion-from", help="reference video, folder of frames, or .npy motion vector")
+    parser.add_argument(
+        "--clips", type=int, default=1, help="chained clips, each from the last frame (default 1)"
+    )
+    parser.add_argument(
+        "--transition", type=int, default=4, help="clips over which seeded motion glides (slerp)"
+    )
+    parser.add_argument(
+        "--fps", type=float, default=25.0, help="frames per second of the output (default 25)"
+    )
+    parser.add_argument("--backend", default="auto", choices=("auto", *BACKENDS))
+    parser.add_argument("--device", help="cpu, cuda, cuda:N or tensorrt[:N] (default: the best available)")
+    parser.add_argument("--batch-size", type=int, help="engine batch size (default: from the artifact)")
+    parser.add_argument("--fit", default="crop", choices=FITS, help="crop the central square or letterbox")
+    parser.add_argument(
+        "--upscale", action="store_true", help="frames at the input's size instead of the model's"
+    )
+    parser.add_argument("--sheet", type=Path, help="also write the first clip as a contact sheet png")
+    parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    args = parser.parse_args(argv)
+    if args.clips < 1:
+        parser.error("--clips must be at least 1")
+    if args.fps <= 0:
+        parser.error("--fps must be positive")
+    check_outputs(args.out, args.sheet, args.force)
+
+    with Generator(
+        args.artifact, backend=args.backend, device=args.device, batch_size=args.batch_size
+    ) as gen:
+        frames = gen.stream(
+            args.image,
+            clips=args.clips,
+            motion=args.motion_from,
+            seed=args.seed,
+            transition=args.transition,
+            fit=args.fit,
+            upscale=args.upscale,
+        )
+        total = frame_count(gen.frames, args.clips)
+        written = write_stream(frames, args.out, args.fps, total, args.sheet, gen.frames)
+        motion = f"motion from {args.motion_from}" if args.motion_from else f"seed {gen.last_seed}"
+        print(f"wrote {args.out} ({written} frames, {motion})")
+        if args.sheet:
+            print(f"wrote {args.sheet}")
+        print(f"{gen.stats} ({gen.backend.name}, {gen.backend.device})")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    from runtime.cli import run_cli
+
+    sys.exit(run_cli(main))

@@ -1,0 +1,401 @@
+"""`Generator`: one artifact, loaded and checked once, turning images into time-lapse frames.
+
+    from runtime import Generator
+
+    with Generator("exports/demo/onnx-fp32") as generator:
+        for frame in generator.run("photo.jpg", seed=7):   # H x W x 3 uint8 RGB, as soon as it exists
+            ...
+        print(generator.stats)                              # its own frames/s, engine-only and end-to-end
+
+Work overlaps: images are loaded and pre-processed in one background thread, the engine runs
+batches in another, and the caller's thread turns outputs into uint8 frames (and writes them), each
+stage a bounded number of items ahead of the next (`runtime.pipeline`), so memory stays flat.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from export.manifest import resolve_artifact
+from runtime import motion as motion_lib
+from runtime.backends import Backend, load_checked, open_artifact
+from runtime.errors import ArtifactError, ManifestError, MotionError
+from runtime.image_input import Geometry, ImageSource, prepare
+from runtime.imaging import Fit, prepare_image, to_uint8_frames
+from runtime.pipeline import background, chunks
+
+log = logging.getLogger(__name__)
+
+PREFETCH_BATCHES = 2  # how many batches pre-processing may run ahead of the engine
+CPU_BATCH, GPU_BATCH = 4, 8  # default batch sizes when neither the caller nor the artifact sets one
+
+
+@dataclass
+class Clip:
+    """One generated clip of `run_many`: frames [T, H, W, 3] uint8 RGB and the motion that made them."""
+
+    index: int
+    frames: np.ndarray
+    motion: np.ndarray
+    seed: int | None
+
+
+@dataclass
+class Throughput:
+    """Frames/s of one Generator: engine-only (time inside the backend) and end-to-end (wall time of
+    each run from its first request to its last frame taken by the caller, writing included)."""
+
+    frames_generated: int = 0
+    engine_seconds: float = 0.0
+    frames_delivered: int = 0
+    wall_seconds: float = 0.0
+    first_frame_seconds: float | None = None  # latency of the latest run
+
+    @property
+    def engine_fps(self) -> float:
+        return self.frames_generated / self.engine_seconds if self.engine_seconds else 0.0
+
+    @property
+    def end_to_end_fps(self) -> float:
+        return self.frames_delivered / self.wall_seconds if self.wall_seconds else 0.0
+
+    def __str__(self) -> str:
+        return f"{self.end_to_end_fps:.1f} frames/s end-to-end, {self.engine_fps:.1f} frames/s engine-only"
+
+
+@dataclass(frozen=True)
+class _Request:
+    index: int
+    image: np.ndarray  # float32 [3, S, S] in [-1, 1]
+    motion: np.ndarray  # float32 [motion_dim]
+    seed: int | None
+    geometry: Geometry
+
+
+class Generator:
+    """Load a generator artifact and make time-lapse frames from images.
+
+    artifact: an artifact folder, its manifest.json or its model file (.onnx: ONNX Runtime;
+        .plan/.engine: TensorRT), or a checkpoint folder (PyTorch).
+    backend: "auto" (from the artifact), "onnxruntime", "tensorrt" or "torch".
+    device: None for the best available (ONNX Runtime: TensorRT, then CUDA, then CPU providers),
+        or "cpu", "cuda", "cuda:N", "tensorrt[:N]" (ONNX Runtime's TensorRT provider).
+    batch_size: requests per engine call in `run_many`; defaults to the artifact's optimal batch,
+        else 8 on a GPU and 4 on the CPU. Must lie within the engine's batch range.
+
+    The artifact is checked before any inference: its sha256, its tensors and precision against the
+    manifest, and for TensorRT engines the TensorRT version and GPU they were built for.
+    """
+
+    def __init__(
+        self,
+        artifact: str | os.PathLike[str],
+        backend: str = "auto",
+        device: str | None = None,
+        batch_size: int | None = None,
+    ) -> None:
+        self.manifest, self.model_path = open_artifact(artifact, "generator")
+        self.device = device
+        self.backend: Backend = load_checked(self.manifest, self.model_path, "generator", backend, device)
+        self.image_size = self.manifest.image_size
+        self.frames = self.manifest.frames
+        self.motion_dim = self.manifest.motion_dim
+        self.batch_size = self._check_batch_size(batch_size)
+        self.stats = Throughput()
+        self.last_seed: int | None = None  # the seed of the latest seeded run, to reproduce it
+        self._engine_lock = threading.Lock()  # one engine call at a time (TensorRT contexts are not shared)
+        self._flow_encoder: Backend | None = None
+        log.debug("loaded %s on %s (%s)", self.model_path, self.backend.name, self.backend.device)
+
+    def __repr__(self) -> str:
+        return (
+            f"Generator({str(self.model_path)!r}, backend={self.backend.name!r}, "
+            f"device={self.backend.device!r}, {self.image_size}x{self.image_size}, {self.frames} frames)"
+        )
+
+    def __enter__(self) -> Generator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the engine (and the flow encoder, if motion transfer loaded one)."""
+        for backend in (self.backend, self._flow_encoder):
+            if backend is not None:
+                backend.close()
+        self._flow_encoder = None
+
+    # ------------------------------------------------------------------ public API
+
+    def run(
+        self,
+        image: ImageSource,
+        motion: motion_lib.MotionSource | None = None,
+        seed: int | None = None,
+        *,
+        fit: Fit = "crop",
+        upscale: bool = False,
+    ) -> Iterator[np.ndarray]:
+        """Frames of one clip, `frames` of them, each H x W x 3 uint8 RGB, the first as soon as it exists.
+
+        image: a path, a numpy array (gray/RGB/RGBA, uint8, uint16 or float in [0, 1]) or a PIL image,
+            resized to the model by `fit`: "crop" (the central square) or "letterbox" (mid-grey bars).
+        motion: None (a N(0, I) vector drawn from `seed`; seed None picks a fresh one, reported as
+            `last_seed`), a vector of `motion_dim` numbers, a .npy file holding one, or a reference
+            video file / folder of frames whose motion is transferred.
+        upscale: map frames back to the input's size (letterbox: its W x H; crop: the cropped square).
+        Bad inputs raise here, before the iterator is returned.
+        """
+        prepared, geometry = prepare(image, self.image_size, fit)
+        vector, used_seed = self._motion(motion, seed, fit)
+        request = _Request(0, prepared, vector, used_seed, geometry)
+        videos = self._infer_requests([request])
+        return self._timed(self._frames(videos, upscale, chained=False))
+
+    def run_many(
+        self,
+        images: Iterable[ImageSource],
+        motion: motion_lib.MotionSource | None = None,
+        seed: int | None = None,
+        *,
+        fit: Fit = "crop",
+        upscale: bool = False,
+    ) -> Iterator[Clip]:
+        """One `Clip` per image, in order, with requests batched to `batch_size` per engine call.
+
+        motion: None (image i gets vector i of `seed`'s stream), one motion source for all images, or
+        an [N, motion_dim] array with one row per image. Images are read lazily, so a bad one raises
+        when the iteration reaches it.
+        """
+        vector_for = self._motion_per_image(motion, seed, fit)
+
+        def requests() -> Iterator[_Request]:
+            for i, image in enumerate(images):
+                prepared, geometry = prepare(image, self.image_size, fit)
+                vector, used_seed = vector_for(i)
+                yield _Request(i, prepared, vector, used_seed, geometry)
+
+        prefetched = background(requests(), PREFETCH_BATCHES * self.batch_size, "dtvnet-prepare")
+        return self._timed(self._clips(self._infer_requests(prefetched), upscale))
+
+    def stream(
+        self,
+        image: ImageSource,
+        clips: int | None = None,
+        motion: motion_lib.MotionSource | None = None,
+        seed: int | None = None,
+        *,
+        transition: int = 4,
+        fit: Fit = "crop",
+        upscale: bool = False,
+    ) -> Iterator[np.ndarray]:
+        """A long time-lapse: `clips` chained clips (None: endless), each starting from the last frame
+        of the one before.
+
+        Every clip after the first skips its frame 0, which repeats the frame it started from, so
+        N clips give frames + (N - 1) * (frames - 1) frames. With motion None, key vectors of `seed`
+        sit every `transition` clips and the clips between glide to the next by slerp, so the motion
+        changes without jumps (transition=1: a new vector every clip); a given motion holds for all.
+        The engine runs up to two clips ahead of the caller.
+        """
+        if clips is not None and (not isinstance(clips, int) or clips < 1):
+            raise ValueError(f"clips must be a positive number of clips or None (endless), got {clips!r}")
+        if transition < 1:
+            raise ValueError(f"transition must be at least 1 clip, got {transition!r}")
+        prepared, geometry = prepare(image, self.image_size, fit)
+        if motion is None:
+            drawn = self._draw_seed(seed)
+            used_seed: int | None = drawn
+
+            def schedule(k: int) -> np.ndarray:
+                return motion_lib.schedule_vector(drawn, self.motion_dim, k, transition)
+
+        else:
+            vector, used_seed = self._motion(motion, seed, fit)
+
+            def schedule(k: int) -> np.ndarray:
+                return vector
+
+        chain = self._chain(prepared, geometry, schedule, used_seed, clips)
+        videos = background(chain, PREFETCH_BATCHES, "dtvnet-engine")
+        return self._timed(self._frames(videos, upscale, chained=True))
+
+    def motion_vector(
+        self, motion: motion_lib.MotionSource | None = None, seed: int | None = None, *, fit: Fit = "crop"
+    ) -> np.ndarray:
+        """The float32 [motion_dim] vector a run would use for `motion` / `seed` (e.g. to save a
+        transferred motion with np.save and reuse it)."""
+        return self._motion(motion, seed, fit)[0]
+
+    # ------------------------------------------------------------------ motion
+
+    def _draw_seed(self, seed: int | None) -> int:
+        used = motion_lib.fresh_seed() if seed is None else motion_lib.check_seed(seed)
+        self.last_seed = used
+        return used
+
+    def _motion(
+        self, motion: motion_lib.MotionSource | None, seed: int | None, fit: Fit
+    ) -> tuple[np.ndarray, int | None]:
+        if motion is None:
+            used = self._draw_seed(seed)
+            return motion_lib.seeded_vector(used, self.motion_dim), used
+        if not isinstance(motion, str | os.PathLike):
+            return motion_lib.check_vector(motion, self.motion_dim), None
+        path = Path(motion)
+        if path.suffix.lower() == motion_lib.VECTOR_SUFFIX:
+            return motion_lib.read_vector_file(path, self.motion_dim), None
+        frames = motion_lib.read_reference_frames(path, self.frames)
+        flows = motion_lib.reference_flows(frames, self.image_size, fit)
+        encoded = self._flow_encoder_backend().run({"flows": flows})["motion"]
+        return motion_lib.check_vector(
+            encoded, self.motion_dim, f"The motion encoded from {str(path)!r}"
+        ), None
+
+    def _motion_per_image(
+        self, motion: motion_lib.MotionSource | None, seed: int | None, fit: Fit
+    ) -> Callable[[int], tuple[np.ndarray, int | None]]:
+        """run_many's motion for image i: vector i of a seed, row i of an array, or one shared vector."""
+        if motion is None:
+            drawn = self._draw_seed(seed)
+            return lambda i: (motion_lib.seeded_vector(drawn, self.motion_dim, i), drawn)
+        if isinstance(motion, np.ndarray) and motion.ndim == 2 and motion.shape[0] != 1:
+            rows = motion
+
+            def row(i: int) -> tuple[np.ndarray, int | None]:
+                if i >= len(rows):
+                    raise MotionError(
+                        f"The motion array has {len(rows)} rows but there are more images; pass one row each."
+                    )
+                return motion_lib.check_vector(rows[i], self.motion_dim, f"Row {i} of the motion array"), None
+
+            return row
+        shared = self._motion(motion, seed, fit)
+        return lambda i: shared
+
+    def _flow_encoder_backend(self) -> Backend:
+        """The flow encoder for motion transfer: the checkpoint's own (PyTorch), or the artifact's
+        companion named in its manifest (ONNX Runtime), checked like the generator."""
+        if self._flow_encoder is not None:
+            return self._flow_encoder
+        where = repr(str(self.model_path))
+        if self.backend.name == "torch":
+            manifest, model_path = open_artifact(self.model_path.parent, "flow_encoder")
+        else:
+            companion = self.manifest.companions.get("flow_encoder")
+            if not companion:
+                raise MotionError(
+                    f"Artifact {where} has no flow encoder, so it cannot transfer motion from a video; "
+                    "export one with `python -m export.onnx CHECKPOINT` from a checkpoint with a trained "
+                    "flow encoder, or pass a motion vector or seed instead."
+                )
+            manifest, model_path = resolve_artifact(self.model_path.parent / companion)
+        ours = (self.image_size, self.frames, self.motion_dim)
+        if (manifest.image_size, manifest.frames, manifest.motion_dim) != ours:
+            raise ManifestError(
+                f"Flow encoder {str(model_path)!r} is for (size, frames, motion size) "
+                f"{(manifest.image_size, manifest.frames, manifest.motion_dim)} but generator {where} is for "
+                f"{ours}; export both from the same checkpoint."
+            )
+        device = self.device if self.backend.name == "onnxruntime" else None
+        self._flow_encoder = load_checked(manifest, model_path, "flow_encoder", device=device)
+        return self._flow_encoder
+
+    # ------------------------------------------------------------------ engine
+
+    def _check_batch_size(self, batch_size: int | None) -> int:
+        limit = self.backend.max_batch
+        if batch_size is None:
+            preferred = (self.manifest.batch or {}).get("opt") or getattr(
+                self.backend, "preferred_batch", None
+            )
+            on_cpu = "cpu" in self.backend.device.lower()
+            batch_size = int(preferred or (CPU_BATCH if on_cpu else GPU_BATCH))
+            return min(batch_size, limit) if limit else batch_size
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if limit is not None and batch_size > limit:
+            raise ArtifactError(
+                f"Artifact {str(self.model_path)!r} takes batches of at most {limit}, not {batch_size}; pass "
+                f"batch_size <= {limit} or rebuild it with a larger batch profile."
+            )
+        return batch_size
+
+    def infer(self, images: np.ndarray, motions: np.ndarray) -> np.ndarray:
+        """One engine call: float32 images [B, 3, S, S] in [-1, 1] and motions [B, motion_dim] ->
+        videos [B, 3, T, S, S] in [-1, 1]. The building block of everything above; counted in `stats`."""
+        start = time.perf_counter()
+        with self._engine_lock:
+            video = self.backend.run({"image": images, "motion": motions})["video"]
+        self.stats.engine_seconds += time.perf_counter() - start
+        self.stats.frames_generated += video.shape[0] * video.shape[2]
+        return video
+
+    def _infer_requests(self, requests: Iterable[_Request]) -> Iterator[tuple[_Request, np.ndarray]]:
+        def batches() -> Iterator[tuple[_Request, np.ndarray]]:
+            for batch in chunks(requests, self.batch_size):
+                videos = self.infer(np.stack([r.image for r in batch]), np.stack([r.motion for r in batch]))
+                yield from zip(batch, videos, strict=True)
+
+        return background(batches(), PREFETCH_BATCHES * self.batch_size, "dtvnet-engine")
+
+    def _chain(
+        self,
+        image: np.ndarray,
+        geometry: Geometry,
+        schedule: Callable[[int], np.ndarray],
+        seed: int | None,
+        clips: int | None,
+    ) -> Iterator[tuple[_Request, np.ndarray]]:
+        """Clip k+1 starts from clip k's last frame, as uint8, pre-processed like any image."""
+        for k in itertools.count() if clips is None else range(clips):
+            request = _Request(k, image, schedule(k), seed, geometry)
+            video = self.infer(image[None], request.motion[None])[0]
+            yield request, video
+            last_frame = to_uint8_frames(video[:, -1:])[0]
+            image = prepare_image(last_frame, self.image_size)
+
+    # ------------------------------------------------------------------ post-processing (caller's thread)
+
+    def _frames(
+        self, videos: Iterator[tuple[_Request, np.ndarray]], upscale: bool, chained: bool
+    ) -> Iterator[np.ndarray]:
+        for request, video in videos:
+            first = 1 if chained and request.index > 0 else 0  # frame 0 repeats the frame chained from
+            frames = np.ascontiguousarray(to_uint8_frames(video[:, first:]))  # one conversion per clip
+            for frame in frames:
+                yield request.geometry.restore(frame) if upscale else frame
+
+    def _clips(self, videos: Iterator[tuple[_Request, np.ndarray]], upscale: bool) -> Iterator[Clip]:
+        for request, video in videos:
+            frames = np.ascontiguousarray(to_uint8_frames(video))
+            if upscale:
+                frames = np.stack([request.geometry.restore(f) for f in frames])
+            yield Clip(request.index, frames, request.motion, request.seed)
+
+    def _timed(self, items: Iterator[np.ndarray] | Iterator[Clip]) -> Iterator:  # type: ignore[type-arg]
+        """Count frames handed to the caller and the wall time of the run, into `stats`."""
+        start = time.perf_counter()
+        delivered = 0
+        try:
+            for item in items:
+                if delivered == 0:
+                    self.stats.first_frame_seconds = time.perf_counter() - start
+                delivered += item.frames.shape[0] if isinstance(item, Clip) else 1
+                yield item
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+            self.stats.frames_delivered += delivered
+            self.stats.wall_seconds += time.perf_counter() - start
