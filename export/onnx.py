@@ -102,15 +102,25 @@ def to_onnx(
 
 
 def _manifest(
-    kind: str, folder: Path, source: ckpt_io.Checkpoint, opset: int, inputs, outputs, **extra
+    kind: str,
+    folder: Path,
+    source: ckpt_io.Checkpoint,
+    opset: int | None,
+    inputs,
+    outputs,
+    *,
+    engine: str = "onnx",
+    model_file: str = MODEL_FILE,
+    versions: dict[str, str] | None = None,
+    **extra,
 ) -> Manifest:
     cfg = source.config
     return Manifest(
         kind=kind,
-        engine="onnx",
+        engine=engine,
         precision="fp32",
-        model_file=MODEL_FILE,
-        model_sha256=sha256_file(folder / MODEL_FILE),
+        model_file=model_file,
+        model_sha256=sha256_file(folder / model_file),
         inputs=inputs,
         outputs=outputs,
         image_size=cfg.image_size,
@@ -120,7 +130,7 @@ def _manifest(
         source_checkpoint=str(source.path),
         source_sha256=source.weights_sha256,
         opset=opset,
-        versions=library_versions("torch", "onnx", "onnxscript", "onnxruntime"),
+        versions=versions or library_versions("torch", "onnx", "onnxscript", "onnxruntime"),
         created=datetime.now(UTC).isoformat(timespec="seconds"),
         **extra,
     )
