@@ -25,10 +25,9 @@ import torch
 from torch import nn
 
 from export.manifest import generator_io, write_manifest
-from export.onnx import MAX_BATCH, GeneratorGraph, _manifest, default_out_dir, library_versions
+from export.onnx import MAX_BATCH, _manifest, default_out_dir, library_versions, prepare_generator_export
 from runtime.errors import ExportError
-from runtime.fsutil import atomic_dir, ensure_writable_dir, refuse_overwrite
-from training import checkpoint as ckpt_io
+from runtime.fsutil import atomic_dir
 
 log = logging.getLogger(__name__)
 
@@ -60,13 +59,8 @@ def compile_package(
 
 def export_aoti(checkpoint: str | Path, out_dir: str | Path, *, force: bool = False) -> Path:
     """Write `out_dir/aoti-fp32/` (model.pt2 + manifest.json) from a checkpoint; returns the folder."""
-    source = ckpt_io.load(checkpoint, components=["generator"])
+    source, graph, example, folder = prepare_generator_export(checkpoint, out_dir, AOTI_DIR, force)
     cfg = source.config
-    folder = Path(out_dir) / AOTI_DIR
-    refuse_overwrite(folder, force, "artifact folder")
-    ensure_writable_dir(out_dir)
-    graph = GeneratorGraph(source.generator())
-    example = (torch.zeros(2, 3, cfg.image_size, cfg.image_size), torch.zeros(2, cfg.motion_dim))
     with atomic_dir(folder) as tmp:
         log.info("compiling the generator with AOTInductor (tens of seconds)")
         compile_package(graph, example, ["image", "motion"], tmp / MODEL_FILE)

@@ -136,17 +136,28 @@ def _manifest(
     )
 
 
+def prepare_generator_export(
+    checkpoint: str | Path, out_dir: str | Path, folder_name: str, force: bool
+) -> tuple[ckpt_io.Checkpoint, GeneratorGraph, tuple[torch.Tensor, torch.Tensor], Path]:
+    """Load a checkpoint's generator for export and check the artifact folder can be written.
+
+    Returns the checkpoint, the deployed graph, an example input (batch 2) and the artifact folder.
+    """
+    source = ckpt_io.load(checkpoint, components=["generator"])
+    cfg = source.config
+    folder = Path(out_dir) / folder_name
+    refuse_overwrite(folder, force, "artifact folder")
+    ensure_writable_dir(out_dir)
+    example = (torch.zeros(2, 3, cfg.image_size, cfg.image_size), torch.zeros(2, cfg.motion_dim))
+    return source, GeneratorGraph(source.generator()), example, folder
+
+
 def export_generator(
     checkpoint: str | Path, out_dir: str | Path, *, opset: int = DEFAULT_OPSET, force: bool = False
 ) -> Path:
     """Write `out_dir/onnx-fp32/` (model.onnx + manifest.json) from a checkpoint; returns the folder."""
-    source = ckpt_io.load(checkpoint, components=["generator"])
+    source, graph, example, folder = prepare_generator_export(checkpoint, out_dir, GENERATOR_DIR, force)
     cfg = source.config
-    folder = Path(out_dir) / GENERATOR_DIR
-    refuse_overwrite(folder, force, "artifact folder")
-    ensure_writable_dir(out_dir)
-    graph = GeneratorGraph(source.generator())
-    example = (torch.zeros(2, 3, cfg.image_size, cfg.image_size), torch.zeros(2, cfg.motion_dim))
     with atomic_dir(folder) as tmp:
         to_onnx(graph, example, ["image", "motion"], ["video"], tmp / MODEL_FILE, opset)
         inputs, outputs = generator_io(cfg.image_size, cfg.frames, cfg.motion_dim)

@@ -282,3 +282,20 @@ def test_linking_from_another_cmake_project(build, artifacts, tmp_path):
     image = write_png(tmp_path / "in.png", landscape(32, 32, seed=6))
     proc = run([tmp_path / "consumer" / "consumer", artifacts["aoti"], image, BIG_SEED])
     assert proc.stdout.split() == ["frames", "8", "32"]
+
+
+def test_adding_as_a_subdirectory_configures(tmp_path):
+    # Configure only: building would compile the library a second time, which the tests above cover.
+    proc = run(
+        [
+            "cmake",
+            "-S",
+            CPP / "tests" / "consumer",
+            "-B",
+            tmp_path,
+            f"-DDTVNET_SOURCE_DIR={CPP}",
+            f"-DDTVNET_PYTHON={sys.executable}",
+        ]
+    )
+    assert "Generating done" in proc.stdout
+    assert not (tmp_path / "dtvnet" / "CTestTestfile.cmake").exists()  # the project's tests stay off
