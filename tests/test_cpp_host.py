@@ -14,13 +14,15 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 import pytest
+import torch
 from PIL import Image
 
 from export.aoti import export_aoti
-from export.manifest import resolve_artifact
+from export.manifest import resolve_artifact, verify_integrity
 from export.onnx import export_generator
 from runtime.imaging import prepare_image, to_uint8_frames
 from runtime.seeded_normal import seeded_normal
+from training import checkpoint
 from training.checkpoint import init_checkpoint
 from training.model import preset
 
@@ -57,7 +59,8 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The same tiny generator as the Python runtime's ONNX artifact and the C++ host's aoti one."""
     root = tmp_path_factory.mktemp("cpp-artifacts")
     ckpt = init_checkpoint(root / "ckpt", preset("tiny"), seed=3)
-    return {"onnx": export_generator(ckpt, root / "exports"), "aoti": export_aoti(ckpt, root / "exports")}
+    exports = root / "exports"
+    return {"ckpt": ckpt, "onnx": export_generator(ckpt, exports), "aoti": export_aoti(ckpt, exports)}
 
 
 def write_png(path: Path, pixels: np.ndarray) -> Path:
@@ -106,6 +109,25 @@ def cpp_frames(
         size = resolve_artifact(artifact)[0].image_size
         return np.fromfile(out / "frames.rgb", dtype=np.uint8).reshape(-1, size, size, 3)
     return np.stack([np.asarray(Image.open(p)) for p in sorted(out.glob("frame_*.png"))])
+
+
+def test_aoti_artifact_matches_pytorch_at_several_batches(artifacts):
+    manifest, model = resolve_artifact(artifacts["aoti"])
+    verify_integrity(manifest, model)
+    assert manifest.engine == "aoti" and manifest.model_file == "model.pt2" and manifest.extra["cpu_isa"]
+    assert (
+        manifest.input("image").shape == ["batch", 3, 32, 32]
+        and manifest.versions["torch"] == torch.__version__
+    )
+    compiled = torch._inductor.aoti_load_package(str(model))
+    generator = checkpoint.load(artifacts["ckpt"]).generator()
+    rng = np.random.default_rng(0)
+    for batch in (1, 3):
+        image = torch.from_numpy(rng.uniform(-1, 1, (batch, 3, 32, 32)).astype(np.float32))
+        motion = torch.from_numpy(rng.standard_normal((batch, 32)).astype(np.float32))
+        with torch.no_grad():
+            expected = generator(image, motion).video
+        assert (compiled(image, motion) - expected).abs().max() < 1e-4
 
 
 def test_cpp_unit_tests(build: Path):
@@ -208,6 +230,20 @@ def test_image_loading_and_preprocessing_match_python(build, tmp_path, fit):
         # Identical decoders give identical inputs; a different libjpeg may move a pixel by one level.
         bound = 2.0 / 127.5 if kind == "jpeg" else 1e-5
         assert np.abs(got - expected).max() <= bound, kind
+
+
+def test_artifact_is_found_from_its_folder_manifest_or_model_file(build, artifacts, tmp_path):
+    folder = artifacts["aoti"]
+    for path in (folder, folder / "manifest.json", folder / "model.pt2"):
+        assert run([build / "dtvnet_probe", "check", path]).stdout.split() == [
+            "ok",
+            "aoti",
+            str(folder / "model.pt2"),
+        ]
+    stray = Path(shutil.copytree(folder, tmp_path / "artifact")) / "other.pt2"
+    stray.write_bytes(b"")
+    proc = subprocess.run([str(build / "dtvnet_probe"), "check", str(stray)], capture_output=True, text=True)
+    assert proc.returncode == EXIT_USER_ERROR and "keep one model per artifact folder" in proc.stderr
 
 
 @pytest.fixture

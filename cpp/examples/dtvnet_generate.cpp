@@ -1,11 +1,13 @@
 // dtvnet_generate: one image in, the generator's frames out, through the dtvnet C++ library.
 //
 //   dtvnet_generate --artifact exports/run/aoti-fp32 --image in.png --out frames/ [--seed 7]
-//                   [--format png|raw] [--fit crop|letterbox] [--no-verify]
+//                   [--format png|raw] [--fit crop|letterbox] [--no-verify] [--repeat N]
 //
+// --repeat N generates the clip N times and reports the median time per clip (warm timing).
 // png writes frames/frame_000.png ...; raw writes frames/frames.rgb, all frames back to back as
 // S x S x 3 bytes (ffmpeg -f rawvideo -pix_fmt rgb24 -s SxS -i frames.rgb). User errors print one
 // line on stderr and exit 2, as the Python CLIs do.
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -13,6 +15,7 @@
 #include <iostream>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "dtvnet/errors.h"
 #include "dtvnet/generator.h"
@@ -23,22 +26,25 @@ namespace {
 constexpr int kExitUserError = 2;
 const char* kUsage =
     "usage: dtvnet_generate --artifact ARTIFACT --image IMAGE --out FOLDER [--seed S] "
-    "[--format png|raw] [--fit crop|letterbox] [--no-verify]";
+    "[--format png|raw] [--fit crop|letterbox] [--no-verify] [--repeat N]";
 
 struct Options {
   std::string artifact, image, out, format = "png", fit = "crop";
   std::uint64_t seed = 0;
+  int repeat = 1;
   bool verify = true;
 };
 
-std::uint64_t parse_seed(const std::string& text) {
-  if (text.empty() || text.find_first_not_of("0123456789") != std::string::npos) {
-    throw dtvnet::Error("--seed must be an integer in [0, 2**64), got '" + text + "'.");
-  }
+std::uint64_t parse_count(const std::string& option, const std::string& text, std::uint64_t min, std::uint64_t max) {
+  const std::string message =
+      option + " must be an integer in [" + std::to_string(min) + ", " + std::to_string(max) + "], got '" + text + "'.";
+  if (text.empty() || text.find_first_not_of("0123456789") != std::string::npos) throw dtvnet::Error(message);
   try {
-    return std::stoull(text);
+    const std::uint64_t value = std::stoull(text);
+    if (value < min || value > max) throw dtvnet::Error(message);
+    return value;
   } catch (const std::out_of_range&) {
-    throw dtvnet::Error("--seed must be an integer in [0, 2**64), got '" + text + "'.");
+    throw dtvnet::Error(message);
   }
 }
 
@@ -54,10 +60,12 @@ Options parse_args(int argc, char** argv) {
     } else if (arg == "--help" || arg == "-h") {
       std::cout << kUsage << "\n";
       std::exit(0);
-    } else if ((values.count(arg) || arg == "--seed") && i + 1 < argc) {
+    } else if ((values.count(arg) || arg == "--seed" || arg == "--repeat") && i + 1 < argc) {
       const std::string value = argv[++i];
       if (arg == "--seed") {
-        o.seed = parse_seed(value);
+        o.seed = parse_count(arg, value, 0, UINT64_MAX);
+      } else if (arg == "--repeat") {
+        o.repeat = static_cast<int>(parse_count(arg, value, 1, 10000));
       } else {
         *values[arg] = value;
       }
@@ -95,13 +103,24 @@ int generate(const Options& o) {
   const auto t0 = clock::now();
   dtvnet::Generator generator(o.artifact, {o.verify, dtvnet::parse_fit(o.fit)});
   const dtvnet::Image image = dtvnet::load_image(o.image);
-  const auto t1 = clock::now();
-  const dtvnet::Frames frames = generator.run(image.view(), o.seed);
-  const auto t2 = clock::now();
-  write_frames(frames, o.out, o.format);
   const auto ms = [](auto d) { return std::chrono::duration<double, std::milli>(d).count(); };
-  std::printf("wrote %d frames of %dx%d to %s (load %.1f ms, generate %.1f ms)\n", frames.count, frames.width,
-              frames.height, o.out.c_str(), ms(t1 - t0), ms(t2 - t1));
+  const double load_ms = ms(clock::now() - t0);
+  dtvnet::Frames frames;
+  std::vector<double> times;
+  for (int i = 0; i < o.repeat; ++i) {
+    const auto start = clock::now();
+    frames = generator.run(image.view(), o.seed);
+    times.push_back(ms(clock::now() - start));
+  }
+  write_frames(frames, o.out, o.format);
+  std::printf("wrote %d frames of %dx%d to %s (load %.1f ms, first clip %.1f ms", frames.count, frames.width,
+              frames.height, o.out.c_str(), load_ms, times.front());
+  if (times.size() > 1) {
+    std::vector<double> warm(times.begin() + 1, times.end());
+    std::nth_element(warm.begin(), warm.begin() + warm.size() / 2, warm.end());
+    std::printf(", median of %zu more %.1f ms", warm.size(), warm[warm.size() / 2]);
+  }
+  std::printf(")\n");
   return 0;
 }
 

@@ -84,8 +84,6 @@ class AotiBackend final : public Backend {
     return std::vector<float>(data, data + video.numel());
   }
 
-  std::string name() const override { return "aoti"; }
-
  private:
   static std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
 

@@ -124,8 +124,6 @@ class TensorRtBackend final : public Backend {
     return video;
   }
 
-  std::string name() const override { return "tensorrt"; }
-
  private:
   Manifest manifest_;
   Logger logger_;

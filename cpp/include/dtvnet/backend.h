@@ -14,7 +14,6 @@ class Backend {
   virtual ~Backend() = default;
   // image float32 [batch, 3, S, S] and motion float32 [batch, D] -> video float32 [batch, 3, T, S, S].
   virtual std::vector<float> run(const float* image, const float* motion, int batch) = 0;
-  virtual std::string name() const = 0;
 };
 
 // The backend for the artifact's engine; BackendUnavailableError if this build lacks it.

@@ -23,6 +23,7 @@ struct GeneratorOptions {
   Fit fit = Fit::Crop;        // how a non-square image becomes square
 };
 
+// One Generator serves one thread at a time: give each thread its own, or serialize run calls.
 class Generator {
  public:
   // Throws ManifestError / IntegrityError / BackendUnavailableError / ArtifactError.
