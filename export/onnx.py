@@ -155,18 +155,21 @@ def make_manifest(
     source: ckpt_io.Checkpoint,
     *,
     precision: str = "fp32",
-    opset: int = DEFAULT_OPSET,
+    opset: int | None = DEFAULT_OPSET,
+    engine: str = "onnx",
+    model_file: str = MODEL_FILE,
+    versions: dict[str, str] | None = None,
     **fields: Any,
 ) -> Manifest:
-    """The manifest of an ONNX artifact whose model file is already in `folder`."""
+    """The manifest of an artifact (ONNX unless `engine` says otherwise) whose model file is in `folder`."""
     cfg = source.config
     inputs, outputs = graph_io(kind, cfg)
     return Manifest(
         kind=kind,
-        engine="onnx",
+        engine=engine,
         precision=precision,
-        model_file=MODEL_FILE,
-        model_sha256=sha256_file(folder / MODEL_FILE),
+        model_file=model_file,
+        model_sha256=sha256_file(folder / model_file),
         inputs=inputs,
         outputs=outputs,
         image_size=cfg.image_size,
@@ -176,9 +179,8 @@ def make_manifest(
         source_checkpoint=str(source.path),
         source_sha256=source.weights_sha256,
         opset=opset,
-        versions=library_versions(
-            "torch", "onnx", "onnxscript", "onnxruntime", "onnxslim", "onnxconverter-common"
-        ),
+        versions=versions
+        or library_versions("torch", "onnx", "onnxscript", "onnxruntime", "onnxslim", "onnxconverter-common"),
         created=datetime.now(UTC).isoformat(timespec="seconds"),
         **fields,
     )

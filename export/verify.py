@@ -69,6 +69,7 @@ BOUNDS: dict[tuple[str, str], Bound] = {
     ("tensorrt", "fp32"): Bound(max_abs=1e-3),
     ("onnx", "fp16"): Bound(min_psnr=40.0),
     ("tensorrt", "fp16"): Bound(min_psnr=40.0),
+    ("aoti", "fp32"): Bound(max_abs=1e-4),
 }
 
 
@@ -233,6 +234,10 @@ def artifact_runners(manifest: Manifest, model_path: Path) -> dict[str, Runner]:
         status.require("run a TensorRT engine", model_path.parent / manifest.companions.get("onnx", ""))
         check_engine(manifest, status, model_path)
         return {f"tensorrt {status.version} on {status.gpu}": engine_runner(model_path)}
+    if manifest.engine == "aoti":
+        from export.aoti import package_runner
+
+        return {"aotinductor package (torch, CPU)": package_runner(model_path)}
     raise ExportError(f"Parity checks for {manifest.engine!r} artifacts are not implemented.")
 
 
