@@ -41,7 +41,7 @@ class Backend(Protocol):
 
 
 INSTALL_HINTS = {
-    "onnxruntime": "pip install onnxruntime (or onnxruntime-gpu)",
+    "onnxruntime": "pip install onnxruntime (or, instead of it, onnxruntime-gpu)",
     "tensorrt": "install TensorRT and cuda-python beside an NVIDIA GPU (pip install 'dtvnet[gpu]')",
     "torch": "pip install torch",
 }

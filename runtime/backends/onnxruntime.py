@@ -1,7 +1,7 @@
 """ONNX Runtime backend: .onnx artifacts on the TensorRT, CUDA or CPU execution provider.
 
 With no device given, the best available provider wins, in the order TensorRT, CUDA, CPU (the GPU
-providers exist only with `onnxruntime-gpu`, the `gpu` extra). Torch-free.
+providers exist only with `onnxruntime-gpu`, which replaces the CPU `onnxruntime`). Torch-free.
 """
 
 from __future__ import annotations
@@ -51,8 +51,9 @@ def choose_providers(
     }[kind]
     if kind != "auto" and wanted[0] not in available:
         raise BackendUnavailableError(
-            f"ONNX Runtime has no {wanted[0]} here (available: {', '.join(available)}); install "
-            "onnxruntime-gpu on a machine with an NVIDIA GPU (pip install 'dtvnet[gpu]') or use device='cpu'."
+            f"ONNX Runtime has no {wanted[0]} here (available: {', '.join(available)}); on a machine "
+            "with an NVIDIA GPU run `pip uninstall -y onnxruntime && pip install onnxruntime-gpu`, "
+            "or use device='cpu'."
         )
     providers: list[Provider] = []
     for name in wanted:
