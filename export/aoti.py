@@ -24,10 +24,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from export.manifest import graph_io
 from export.onnx import (
     MAX_BATCH,
     default_out_dir,
-    graph_io,
     library_versions,
     make_manifest,
     reference_module,

@@ -130,6 +130,33 @@ def flow_encoder_io(
     return inputs, outputs
 
 
+def graph_io(kind: str, config: Any, dtype: str = "float32") -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """Graph I/O of `kind` ("generator" or "flow_encoder") for a model configuration."""
+    io_fn = generator_io if kind == "generator" else flow_encoder_io
+    return io_fn(config.image_size, config.frames, config.motion_dim, dtype)
+
+
+def model_manifest(
+    kind: str, engine: str, precision: str, model_file: str, model_sha256: str, config: Any, **fields: Any
+) -> Manifest:
+    """A manifest whose I/O and sizes come from the model configuration (a DTVNetConfig)."""
+    inputs, outputs = graph_io(kind, config)
+    return Manifest(
+        kind=kind,
+        engine=engine,
+        precision=precision,
+        model_file=model_file,
+        model_sha256=model_sha256,
+        inputs=inputs,
+        outputs=outputs,
+        image_size=config.image_size,
+        frames=config.frames,
+        motion_dim=config.motion_dim,
+        model_config=config.to_dict(),
+        **fields,
+    )
+
+
 def write_manifest(folder: str | os.PathLike[str], manifest: Manifest) -> Path:
     """Write `folder/manifest.json` atomically."""
     path = Path(folder) / MANIFEST_NAME

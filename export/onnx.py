@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from export.graph import simplify
-from export.manifest import Manifest, TensorSpec, flow_encoder_io, generator_io
+from export.manifest import Manifest, graph_io, model_manifest
 from export.progress import Steps, steps_or_new
 from runtime.errors import ExportError
 from runtime.fsutil import atomic_dir, ensure_writable_dir, refuse_overwrite, sha256_file
@@ -78,12 +78,6 @@ KINDS: dict[str, tuple[type[nn.Module], str, list[str], list[str]]] = {
 def reference_module(source: ckpt_io.Checkpoint, kind: str) -> nn.Module:
     """The module that is exported for `kind`, which is also the parity reference."""
     return KINDS[kind][0](source.build(kind))
-
-
-def graph_io(kind: str, cfg: Any, dtype: str = "float32") -> tuple[list[TensorSpec], list[TensorSpec]]:
-    """Manifest I/O of `kind` for a model configuration."""
-    io_fn = generator_io if kind == "generator" else flow_encoder_io
-    return io_fn(cfg.image_size, cfg.frames, cfg.motion_dim, dtype)
 
 
 def library_versions(*names: str) -> dict[str, str]:
@@ -162,20 +156,13 @@ def make_manifest(
     **fields: Any,
 ) -> Manifest:
     """The manifest of an artifact (ONNX unless `engine` says otherwise) whose model file is in `folder`."""
-    cfg = source.config
-    inputs, outputs = graph_io(kind, cfg)
-    return Manifest(
-        kind=kind,
-        engine=engine,
-        precision=precision,
-        model_file=model_file,
-        model_sha256=sha256_file(folder / model_file),
-        inputs=inputs,
-        outputs=outputs,
-        image_size=cfg.image_size,
-        frames=cfg.frames,
-        motion_dim=cfg.motion_dim,
-        model_config=cfg.to_dict(),
+    return model_manifest(
+        kind,
+        engine,
+        precision,
+        model_file,
+        sha256_file(folder / model_file),
+        source.config,
         source_checkpoint=str(source.path),
         source_sha256=source.weights_sha256,
         opset=opset,

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from export.manifest import Manifest, flow_encoder_io, generator_io
+from export.manifest import Manifest, model_manifest
 from export.onnx import FlowEncoderGraph, GeneratorGraph
 from runtime.backends import parse_device
 from runtime.errors import BackendUnavailableError, CheckpointError
@@ -30,20 +30,13 @@ def checkpoint_manifest(path: Path, kind: str = "generator") -> tuple[Manifest, 
             f"Checkpoint {str(folder)!r} has no {kind.replace('_', ' ')} (it holds "
             f"{', '.join(info.get('components', []))}); use a checkpoint written by `dtvnet train`."
         )
-    io = generator_io if kind == "generator" else flow_encoder_io
-    inputs, outputs = io(cfg.image_size, cfg.frames, cfg.motion_dim)
-    manifest = Manifest(
-        kind=kind,
-        engine="torch",
-        precision="fp32",
-        model_file=ckpt_io.WEIGHTS_FILE,
-        model_sha256=info.get("weights_sha256", ""),
-        inputs=inputs,
-        outputs=outputs,
-        image_size=cfg.image_size,
-        frames=cfg.frames,
-        motion_dim=cfg.motion_dim,
-        model_config=cfg.to_dict(),
+    manifest = model_manifest(
+        kind,
+        "torch",
+        "fp32",
+        ckpt_io.WEIGHTS_FILE,
+        info.get("weights_sha256", ""),
+        cfg,
         source_checkpoint=str(folder),
         source_sha256=info.get("weights_sha256"),
     )
