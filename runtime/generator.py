@@ -173,7 +173,7 @@ class Generator:
     def run_many(
         self,
         images: Iterable[ImageSource],
-        motion: motion_lib.MotionSource | None = None,
+        motion: motion_lib.MotionSource | Callable[[int], np.ndarray] | None = None,
         seed: int | None = None,
         *,
         fit: Fit = "crop",
@@ -181,9 +181,10 @@ class Generator:
     ) -> Iterator[Clip]:
         """One `Clip` per image, in order, with requests batched to `batch_size` per engine call.
 
-        motion: None (image i gets vector i of `seed`'s stream), one motion source for all images, or
-        an [N, motion_dim] array with one row per image. Images are read lazily, so a bad one raises
-        when the iteration reaches it.
+        motion: None (image i gets vector i of `seed`'s stream), one motion source for all images, an
+        [N, motion_dim] array with one row per image, or a function of i that returns image i's vector
+        (called when image i is read). Images are read lazily, so a bad one raises when the iteration
+        reaches it.
         """
         vector_for = self._motion_per_image(motion, seed, fit)
 
@@ -271,9 +272,13 @@ class Generator:
         ), None
 
     def _motion_per_image(
-        self, motion: motion_lib.MotionSource | None, seed: int | None, fit: Fit
+        self, motion: motion_lib.MotionSource | Callable[[int], np.ndarray] | None, seed: int | None, fit: Fit
     ) -> Callable[[int], tuple[np.ndarray, int | None]]:
-        """run_many's motion for image i: vector i of a seed, row i of an array, or one shared vector."""
+        """run_many's motion for image i: vector i of a seed, row i of an array, the caller's function of
+        i, or one shared vector."""
+        if callable(motion):
+            per_image = motion
+            return lambda i: (motion_lib.check_vector(per_image(i), self.motion_dim, f"Motion {i}"), None)
         if motion is None:
             drawn = self._draw_seed(seed)
             return lambda i: (motion_lib.seeded_vector(drawn, self.motion_dim, i), drawn)
