@@ -146,6 +146,7 @@ class FakeTriton:
             p.name: Model(p) for p in sorted(Path(repo).iterdir()) if (p / "config.pbtxt").is_file()
         }
         self.batches: list[tuple[str, int]] = []  # (model, batch size) of every inference request
+        self.binary: list[bool] = []  # whether each inference request sent its tensors as raw bytes
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -225,6 +226,7 @@ def _handler(server: FakeTriton) -> type[BaseHTTPRequestHandler]:
                 if action != "/infer":
                     raise RequestError(f"Not Found: {self.path}")
                 json_length = int(self.headers.get(HEADER_LENGTH, len(body)))
+                server.binary.append(HEADER_LENGTH in self.headers)
                 header = json.loads(body[:json_length])
                 response, binary = model.infer(version, header, body[json_length:])
                 server.batches.append((model.config.name, response["outputs"][0]["shape"][0]))
