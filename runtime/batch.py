@@ -8,7 +8,8 @@
   `Generator.run_many` at the engine's batch size (locally, or on a Triton server given by its URL).
 - Resumable: an output that exists is finished, because every writer renames it into place only
   after its last frame (`runtime.fsutil`); a killed run leaves only hidden `.NAME.tmp-*` files, which
-  the next run removes. Running the same command again makes only what is missing.
+  the next run removes. Running the same command again makes only what is missing. An output counts
+  as finished by its name alone: after replacing a photo, delete its clip (or remake all with --force).
 - Reproducible across resumes: image k of the sorted list gets vector k of the seed's stream, as
   `run_many` gives it, wherever a run stopped. The job's settings (seed, motion source, model, fit)
   are kept in OUT/.dtvnet-batch.json: a resumed run without --seed reuses the seed, and a run whose

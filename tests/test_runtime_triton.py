@@ -120,6 +120,28 @@ def test_cli_writes_served_clips_with_the_same_writers(
     assert np.array_equal(read_mp4(served), read_mp4(here))
 
 
+def test_batch_generation_through_the_server(server: FakeTriton, tiny_exports: Path, tmp_path: Path):
+    from PIL import Image
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(5):
+        Image.fromarray(np.roll(IMAGE, 7 * i, axis=1)).save(photos / f"{i}.png")
+    served, here = tmp_path / "served", tmp_path / "local"
+    common = ["--images", str(photos), "--seed", "2", "--format", "gif", "--batch-size", "2"]
+    assert cli.main(["generate", *common, "--artifact", server.url("dtvnet"), "--out", str(served)]) == 0
+    assert (
+        cli.main(["generate", *common, "--artifact", str(tiny_exports / "onnx-fp16"), "--out", str(here)])
+        == 0
+    )
+    for i in range(5):
+        a, b = Image.open(served / f"{i}.gif"), Image.open(here / f"{i}.gif")
+        assert a.n_frames == b.n_frames == 8
+        for t in range(8):
+            a.seek(t), b.seek(t)
+            assert np.array_equal(np.asarray(a.convert("RGB")), np.asarray(b.convert("RGB")))
+
+
 def test_url_forms():
     model = parse_url("https://gpu-box:8443/triton/v2/models/dtvnet_trt/versions/2/")
     assert (model.ssl, model.address, model.model, model.version) == (
