@@ -121,13 +121,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", type=Path, help="checkpoint folder (see `dtvnet checkpoint`)")
     parser.add_argument("--out", type=Path, help="output folder (default: exports/<checkpoint name>)")
     parser.add_argument("--force", action="store_true", help="overwrite existing artifacts")
-    parser.add_argument(
-        "--batch",
-        type=trt.batch_argument,
-        default=trt.parse_batch_profile(trt.DEFAULT_BATCH),
-        metavar="MIN,OPT,MAX",
-        help=f"TensorRT optimization profile over the batch (default {trt.DEFAULT_BATCH})",
-    )
+    trt.add_batch_argument(parser, "TensorRT optimization profile over the batch")
     precision = parser.add_mutually_exclusive_group()
     precision.add_argument("--fp16", dest="precision", action="store_const", const="fp16", help="(default)")
     precision.add_argument("--fp32", dest="precision", action="store_const", const="fp32")

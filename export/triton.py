@@ -416,13 +416,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("checkpoint", type=Path, help="checkpoint folder (see `dtvnet checkpoint`)")
     parser.add_argument("--repo", required=True, type=Path, help="Triton model repository folder")
     parser.add_argument("--exports", type=Path, help="artifact folder (default: exports/<checkpoint name>)")
-    parser.add_argument(
-        "--batch",
-        type=trt.batch_argument,
-        default=trt.parse_batch_profile(trt.DEFAULT_BATCH),
-        metavar="MIN,OPT,MAX",
-        help=f"batch profile: engine build and Triton batching (default {trt.DEFAULT_BATCH})",
-    )
+    trt.add_batch_argument(parser, "batch profile: engine build and Triton batching")
     add_serving_arguments(parser)
     parser.add_argument("--no-engine", action="store_true", help="serve the ONNX model only")
     parser.add_argument(

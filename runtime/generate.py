@@ -127,9 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return generate_batch(args)
     check_outputs(args.out, args.sheet, args.force)
 
-    with Generator(
-        args.artifact, backend=args.backend, device=args.device, batch_size=args.batch_size
-    ) as gen:
+    with open_generator(args) as gen:
         frames = gen.stream(
             args.image,
             clips=args.clips,
@@ -149,11 +147,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def open_generator(args: argparse.Namespace) -> Generator:
+    """The generator the artifact options name (a local artifact or a served model's URL)."""
+    return Generator(args.artifact, backend=args.backend, device=args.device, batch_size=args.batch_size)
+
+
 def generate_batch(args: argparse.Namespace) -> int:
     """--images: a clip per photo; exit status 1 if any photo failed (the others are written)."""
-    with Generator(
-        args.artifact, backend=args.backend, device=args.device, batch_size=args.batch_size
-    ) as gen:
+    with open_generator(args) as gen:
         try:
             report = batch.generate_folder(
                 gen,
