@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from export.manifest import resolve_artifact
+from export.manifest import Manifest, resolve_artifact
 from runtime import motion as motion_lib
-from runtime.backends import Backend, is_server_url, load_checked, load_remote, open_artifact
+from runtime.backends import Backend, RemoteBackend, is_server_url, load_checked, load_remote, open_artifact
 from runtime.errors import ArtifactError, ManifestError, MotionError
 from runtime.image_input import Geometry, ImageSource, prepare
 from runtime.imaging import Fit, prepare_image, to_uint8_frames
@@ -107,9 +107,10 @@ class Generator:
         self.device = device
         self.backend: Backend
         self.model_path: Path | None  # None for a model on a server
+        self._remote: RemoteBackend | None = None
         if is_server_url(artifact):
-            self.backend = load_remote(str(artifact), "generator", backend, device)
-            self.manifest, self.model_path, self.location = self.backend.manifest, None, str(artifact)
+            self.backend = self._remote = load_remote(str(artifact), "generator", backend, device)
+            self.manifest, self.model_path, self.location = self._remote.manifest, None, str(artifact)
         else:
             self.manifest, self.model_path = open_artifact(artifact, "generator")
             self.backend = load_checked(self.manifest, self.model_path, "generator", backend, device)
@@ -302,39 +303,41 @@ class Generator:
         like the generator."""
         if self._flow_encoder is not None:
             return self._flow_encoder
-        where = repr(self.location)
-        remote = None
-        if self.model_path is None:  # on a server
-            remote = self.backend.companion("flow_encoder")  # type: ignore[attr-defined]
-            manifest, location = remote.manifest, remote.server.url
-        elif self.backend.name == "torch":
+        if self._remote is not None:  # on a server: the flow encoder the generator's config names
+            remote = self._remote.companion("flow_encoder")
+            try:
+                self._check_flow_encoder(remote.manifest, remote.url)
+            except ManifestError:
+                remote.close()
+                raise
+            self._flow_encoder = remote
+            return remote
+        assert self.model_path is not None
+        if self.backend.name == "torch":
             manifest, model_path = open_artifact(self.model_path.parent, "flow_encoder")
         else:
             companion = self.manifest.companions.get("flow_encoder")
             if not companion:
                 raise MotionError(
-                    f"Artifact {where} has no flow encoder, so it cannot transfer motion from a video; "
-                    "export one with `python -m export.onnx CHECKPOINT` from a checkpoint with a trained "
-                    "flow encoder, or pass a motion vector or seed instead."
+                    f"Artifact {self.location!r} has no flow encoder, so it cannot transfer motion from a "
+                    "video; export one with `python -m export.onnx CHECKPOINT` from a checkpoint with a "
+                    "trained flow encoder, or pass a motion vector or seed instead."
                 )
             manifest, model_path = resolve_artifact(self.model_path.parent / companion)
-        if remote is None:
-            location = str(model_path)
+        self._check_flow_encoder(manifest, str(model_path))
+        device = self.device if self.backend.name == "onnxruntime" else None
+        self._flow_encoder = load_checked(manifest, model_path, "flow_encoder", device=device)
+        return self._flow_encoder
+
+    def _check_flow_encoder(self, manifest: Manifest, location: str) -> None:
+        """A flow encoder must be for this generator's image size, frames and motion size."""
         ours = (self.image_size, self.frames, self.motion_dim)
         if (manifest.image_size, manifest.frames, manifest.motion_dim) != ours:
-            if remote is not None:
-                remote.close()
             raise ManifestError(
                 f"Flow encoder {location!r} is for (size, frames, motion size) "
-                f"{(manifest.image_size, manifest.frames, manifest.motion_dim)} but generator {where} is for "
-                f"{ours}; export both from the same checkpoint."
+                f"{(manifest.image_size, manifest.frames, manifest.motion_dim)} but generator "
+                f"{self.location!r} is for {ours}; export both from the same checkpoint."
             )
-        if remote is not None:
-            self._flow_encoder = remote
-        else:
-            device = self.device if self.backend.name == "onnxruntime" else None
-            self._flow_encoder = load_checked(manifest, model_path, "flow_encoder", device=device)
-        return self._flow_encoder
 
     # ------------------------------------------------------------------ engine
 

@@ -66,6 +66,7 @@ class RemoteBackend(Backend, Protocol):
     """A backend for a model on a server: its manifest comes from the server, not from a file."""
 
     manifest: Manifest
+    url: str  # where the model is served
 
     def companion(self, kind: str) -> RemoteBackend: ...
 

@@ -101,7 +101,8 @@ class TritonBackend:
 
     def __init__(self, server: ServerModel, kind: str) -> None:
         self.server = server
-        self.where = repr(server.url)
+        self.url = server.url
+        self.where = repr(self.url)
         self._local = threading.local()
         self._clients: list[tuple[threading.Thread, httpclient.InferenceServerClient]] = []
         self._lock = threading.Lock()
