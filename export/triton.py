@@ -29,11 +29,14 @@ import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from export.manifest import MANIFEST_NAME, Manifest, TensorSpec, resolve_artifact, verify_integrity
 from runtime.errors import ExportError, ManifestError
 from runtime.fsutil import atomic_dir, atomic_file, ensure_writable_dir, refuse_overwrite
+
+if TYPE_CHECKING:
+    from export.trt import BatchProfile
 
 log = logging.getLogger(__name__)
 
@@ -299,7 +302,7 @@ def write_repository(
 
 
 def prepare_artifacts(
-    checkpoint: str | Path, exports: Path, profile: Any, *, engine: bool, force: bool
+    checkpoint: str | Path, exports: Path, profile: BatchProfile, *, engine: bool, force: bool
 ) -> str | None:
     """Reuse the checkpoint's artifacts in `exports` or export them (`export_all`) if any is missing;
     returns why no engine was built (None if one was, or exists, or was not asked for)."""
@@ -347,7 +350,7 @@ def export_triton(
     *,
     exports: str | Path | None = None,
     name: str = DEFAULT_NAME,
-    profile: Any = None,
+    profile: BatchProfile | None = None,
     queue_delay_us: int = DEFAULT_QUEUE_DELAY_US,
     version: int = 1,
     instances: int = 1,
@@ -395,8 +398,14 @@ def describe(repo: str | Path, model: ServedModel) -> str:
     )
 
 
-def add_serving_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of the repository itself, shared with `dtvnet export --triton`."""
+def main(argv: Sequence[str] | None = None) -> int:
+    from export import trt
+
+    parser = argparse.ArgumentParser(prog="python -m export.triton", description=__doc__.split("\n\n")[0])
+    parser.add_argument("checkpoint", type=Path, help="checkpoint folder (see `dtvnet checkpoint`)")
+    parser.add_argument("--repo", required=True, type=Path, help="Triton model repository folder")
+    parser.add_argument("--exports", type=Path, help="artifact folder (default: exports/<checkpoint name>)")
+    trt.add_batch_argument(parser, "batch profile: engine build and Triton batching")
     parser.add_argument("--name", default=DEFAULT_NAME, help=f"model name (default {DEFAULT_NAME})")
     parser.add_argument(
         "--max-queue-delay-us",
@@ -407,17 +416,6 @@ def add_serving_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--instances", type=int, default=1, help="model instances per GPU (default 1)")
     parser.add_argument("--cpu", action="store_true", help="run the ONNX models on Triton's CPU instances")
     parser.add_argument("--version", type=int, default=1, help="model version folder (default 1)")
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    from export import trt
-
-    parser = argparse.ArgumentParser(prog="python -m export.triton", description=__doc__.split("\n\n")[0])
-    parser.add_argument("checkpoint", type=Path, help="checkpoint folder (see `dtvnet checkpoint`)")
-    parser.add_argument("--repo", required=True, type=Path, help="Triton model repository folder")
-    parser.add_argument("--exports", type=Path, help="artifact folder (default: exports/<checkpoint name>)")
-    trt.add_batch_argument(parser, "batch profile: engine build and Triton batching")
-    add_serving_arguments(parser)
     parser.add_argument("--no-engine", action="store_true", help="serve the ONNX model only")
     parser.add_argument(
         "--force", action="store_true", help="overwrite versions and re-export stale artifacts"
