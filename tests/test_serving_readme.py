@@ -24,8 +24,8 @@ def test_serving_section_runs_as_written(tmp_path: Path):
     local, clients = section_blocks("bash", TITLE)
     printed = run_lines(local, tmp_path, env)
     assert "wrote models/dtvnet " in printed[1] and (tmp_path / "models" / "dtvnet_ofe" / "1").is_dir()
-    assert "2 clip(s) written to clips" in printed[3] and (tmp_path / "clips" / "landscape.mp4").is_file()
-    assert "0 clip(s) written to clips, 2 already finished" in printed[4]  # the resumed run
+    assert "2 clip(s) written to out/clips" in printed[3] and (tmp_path / "out/clips/landscape.mp4").is_file()
+    assert "0 clip(s) written to out/clips, 2 already finished" in printed[4]  # the resumed run
 
     (docker,) = [line for line in section(TITLE).splitlines() if line.startswith("docker run")]
     assert docker == docker_command(tmp_path / "models").replace(str(tmp_path), "$PWD")
@@ -42,5 +42,5 @@ def test_serving_section_runs_as_written(tmp_path: Path):
         )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "3 (8, 32, 32, 3)"
-    assert (tmp_path / "served.mp4").is_file() and (tmp_path / "served.gif").is_file()
-    assert len(list((tmp_path / "served-clips").glob("*.mp4"))) == 2
+    assert (tmp_path / "out/served.mp4").is_file() and (tmp_path / "out/served.gif").is_file()
+    assert len(list((tmp_path / "out/served-clips").glob("*.mp4"))) == 2
