@@ -2,12 +2,14 @@
 
 Usage:
     dtvnet export CKPT [--out DIR] [--force] [--batch MIN,OPT,MAX] [--fp16 | --fp32] [--no-engine]
+                       [--triton REPO]
 
 Writes, each verified against PyTorch before it is moved into place:
     OUT/onnx-fp32/   generator, float32 ONNX (the CPU artifact and the source of the others)
     OUT/onnx-fp16/   generator, mixed-precision ONNX (with --fp16, the default)
     OUT/ofe-fp32/    flow encoder, float32 ONNX (when the checkpoint has one)
     OUT/trt-fp16/    TensorRT engine (or trt-fp32 with --fp32), when TensorRT and a GPU are present
+    REPO/            with --triton: a Triton model repository serving them (see export.triton)
 Without TensorRT or a GPU, `dtvnet export` says why the engine was skipped and succeeds;
 `python -m export.trt` (same options) treats the missing engine as an error.
 """
@@ -119,13 +121,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", type=Path, help="checkpoint folder (see `dtvnet checkpoint`)")
     parser.add_argument("--out", type=Path, help="output folder (default: exports/<checkpoint name>)")
     parser.add_argument("--force", action="store_true", help="overwrite existing artifacts")
-    parser.add_argument(
-        "--batch",
-        type=trt.batch_argument,
-        default=trt.parse_batch_profile(trt.DEFAULT_BATCH),
-        metavar="MIN,OPT,MAX",
-        help=f"TensorRT optimization profile over the batch (default {trt.DEFAULT_BATCH})",
-    )
+    trt.add_batch_argument(parser, "TensorRT optimization profile over the batch")
     precision = parser.add_mutually_exclusive_group()
     precision.add_argument("--fp16", dest="precision", action="store_const", const="fp16", help="(default)")
     precision.add_argument("--fp32", dest="precision", action="store_const", const="fp32")
@@ -157,7 +153,12 @@ def run_export(argv: Sequence[str] | None, prog: str, require_engine: bool) -> i
     add_arguments(parser)
     if not require_engine:
         parser.add_argument("--no-engine", action="store_true", help="do not build a TensorRT engine")
+        parser.add_argument(
+            "--triton", type=Path, metavar="REPO", help="also write a Triton model repository (export.triton)"
+        )
     args = parser.parse_args(argv)
+    if getattr(args, "triton", None) and args.precision != "fp16":
+        parser.error("--triton serves the fp16 ONNX model; drop --fp32")
     result = export_all(
         args.checkpoint,
         args.out,
@@ -178,6 +179,18 @@ def run_export(argv: Sequence[str] | None, prog: str, require_engine: bool) -> i
         raise BackendUnavailableError(result.engine_skipped)
     if result.engine_skipped:
         print(f"note: {result.engine_skipped}")
+    if getattr(args, "triton", None):
+        from export import triton
+
+        served = triton.write_repository(
+            result.artifacts[0].parent,
+            args.triton,
+            batching=triton.Batching.from_profile(args.batch.to_dict()),
+            engine=not args.no_engine,
+            force=args.force,
+        )
+        for model in served:
+            print(triton.describe(args.triton, model))
     return 0
 
 

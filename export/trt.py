@@ -102,6 +102,17 @@ def batch_argument(text: str) -> BatchProfile:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def add_batch_argument(parser: argparse.ArgumentParser, purpose: str) -> None:
+    """--batch MIN,OPT,MAX (default DEFAULT_BATCH), for the exports that build or serve a batch profile."""
+    parser.add_argument(
+        "--batch",
+        type=batch_argument,
+        default=parse_batch_profile(DEFAULT_BATCH),
+        metavar="MIN,OPT,MAX",
+        help=f"{purpose} (default {DEFAULT_BATCH})",
+    )
+
+
 def tensorrt_major(version: str) -> int:
     """Major version of a TensorRT version string ("10.13.0.35" -> 10)."""
     head = version.split(".")[0]

@@ -1,22 +1,28 @@
-"""`dtvnet generate`: one photo in, a time-lapse video out.
+"""`dtvnet generate`: one photo in, a time-lapse video out; or a folder of photos, one clip each.
 
 Usage:
     dtvnet generate IMAGE --artifact A --out out.mp4 [--seed S] [--motion-from video.mp4] [--clips N]
-                    [--fps 25] [--backend auto|onnxruntime|tensorrt|torch] [--device D] [--fit crop|letterbox]
-                    [--upscale] [--transition K] [--sheet sheet.png] [--batch-size B] [--force]
+                    [--fps 25] [--backend auto|onnxruntime|tensorrt|torch|triton] [--device D]
+                    [--fit crop|letterbox] [--upscale] [--transition K] [--sheet sheet.png] [--batch-size B]
+                    [--force]
+    dtvnet generate --images DIR --artifact A --out DIR [--format mp4|gif|png|frames] [--seed S] ...
 
 --out picks the format by suffix: .mp4, .gif, .png (a contact sheet) or a folder name (png frames).
+The artifact may also be the URL of a model on a Triton server (http://HOST:8000/v2/models/NAME).
+With --images, every photo in the folder becomes a clip in --out, batched and resumable (runtime.batch).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from tqdm import tqdm
 
+from runtime import batch
 from runtime.backends import BACKENDS
 from runtime.errors import OutputPathError
 from runtime.fsutil import ensure_writable_dir, refuse_overwrite
@@ -73,12 +79,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="dtvnet generate", description="Turn one photo into a time-lapse video."
     )
-    parser.add_argument("image", type=Path, help="input photo (any size; PNG, JPEG, WebP, BMP, TIFF)")
     parser.add_argument(
-        "--artifact", required=True, type=Path, help="generator artifact folder / model / checkpoint"
+        "image", type=Path, nargs="?", help="input photo (any size; PNG, JPEG, WebP, BMP, TIFF)"
+    )
+    parser.add_argument("--images", type=Path, help="instead of one photo: a folder of photos, one clip each")
+    parser.add_argument(
+        "--artifact", required=True, help="generator artifact folder / model / checkpoint, or a Triton URL"
     )
     parser.add_argument(
         "--out", required=True, type=Path, help="output: .mp4, .gif, .png (contact sheet) or a folder"
+    )
+    parser.add_argument(
+        "--format", choices=tuple(batch.FORMATS), help="with --images: the clips' format (default mp4)"
     )
     parser.add_argument("--seed", type=int, help="motion seed (default: a fresh one, printed)")
     parser.add_argument("--motion-from", help="reference video, folder of frames, or .npy motion vector")
@@ -101,15 +113,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sheet", type=Path, help="also write the first clip as a contact sheet png")
     parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
     args = parser.parse_args(argv)
+    if (args.image is None) == (args.images is None):
+        parser.error("give one photo, or a folder of photos with --images")
+    if args.images is not None and (args.clips != 1 or args.sheet is not None):
+        parser.error("--clips and --sheet apply to one photo, not to --images")
+    if args.images is None and args.format is not None:
+        parser.error("--format applies to --images; for one photo the suffix of --out picks the format")
     if args.clips < 1:
         parser.error("--clips must be at least 1")
     if args.fps <= 0:
         parser.error("--fps must be positive")
+    if args.images is not None:
+        return generate_batch(args)
     check_outputs(args.out, args.sheet, args.force)
 
-    with Generator(
-        args.artifact, backend=args.backend, device=args.device, batch_size=args.batch_size
-    ) as gen:
+    with open_generator(args) as gen:
         frames = gen.stream(
             args.image,
             clips=args.clips,
@@ -127,6 +145,38 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"wrote {args.sheet}")
         print(f"{gen.stats} ({gen.backend.name}, {gen.backend.device})")
     return 0
+
+
+def open_generator(args: argparse.Namespace) -> Generator:
+    """The generator the artifact options name (a local artifact or a served model's URL)."""
+    return Generator(args.artifact, backend=args.backend, device=args.device, batch_size=args.batch_size)
+
+
+def generate_batch(args: argparse.Namespace) -> int:
+    """--images: a clip per photo; exit status 1 if any photo failed (the others are written)."""
+    with open_generator(args) as gen:
+        try:
+            report = batch.generate_folder(
+                gen,
+                args.images,
+                args.out,
+                fmt=args.format or "mp4",
+                seed=args.seed,
+                motion_from=args.motion_from,
+                fit=args.fit,
+                upscale=args.upscale,
+                fps=args.fps,
+                force=args.force,
+            )
+        except KeyboardInterrupt:
+            print("finished clips are kept; run the same command again to resume", file=sys.stderr)
+            raise
+        done, *failures = batch.summary(report, args.out).splitlines()
+        print(done)
+        for line in failures:
+            print(line, file=sys.stderr)
+        print(f"{gen.stats} ({gen.backend.name}, {gen.backend.device})")
+    return 1 if report.failed else 0
 
 
 if __name__ == "__main__":

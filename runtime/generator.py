@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from export.manifest import resolve_artifact
+from export.manifest import Manifest, resolve_artifact
 from runtime import motion as motion_lib
-from runtime.backends import Backend, load_checked, open_artifact
+from runtime.backends import Backend, RemoteBackend, is_server_url, load_checked, load_remote, open_artifact
 from runtime.errors import ArtifactError, ManifestError, MotionError
 from runtime.image_input import Geometry, ImageSource, prepare
 from runtime.imaging import Fit, prepare_image, to_uint8_frames
@@ -85,10 +85,11 @@ class Generator:
     """Load a generator artifact and make time-lapse frames from images.
 
     artifact: an artifact folder, its manifest.json or its model file (.onnx: ONNX Runtime;
-        .plan/.engine: TensorRT), or a checkpoint folder (PyTorch).
-    backend: "auto" (from the artifact), "onnxruntime", "tensorrt" or "torch".
+        .plan/.engine: TensorRT), a checkpoint folder (PyTorch), or the URL of a model on a Triton
+        server, http://HOST:PORT/v2/models/NAME (written by `python -m export.triton`).
+    backend: "auto" (from the artifact), "onnxruntime", "tensorrt", "torch" or "triton".
     device: None for the best available (ONNX Runtime: TensorRT, then CUDA, then CPU providers),
-        or "cpu", "cuda", "cuda:N", "tensorrt[:N]" (ONNX Runtime's TensorRT provider).
+        or "cpu", "cuda", "cuda:N", "tensorrt[:N]" (ONNX Runtime's TensorRT provider); None for a server.
     batch_size: requests per engine call in `run_many`; defaults to the artifact's optimal batch,
         else 8 on a GPU and 4 on the CPU. Must lie within the engine's batch range.
 
@@ -103,9 +104,17 @@ class Generator:
         device: str | None = None,
         batch_size: int | None = None,
     ) -> None:
-        self.manifest, self.model_path = open_artifact(artifact, "generator")
         self.device = device
-        self.backend: Backend = load_checked(self.manifest, self.model_path, "generator", backend, device)
+        self.backend: Backend
+        self.model_path: Path | None  # None for a model on a server
+        self._remote: RemoteBackend | None = None
+        if is_server_url(artifact):
+            self.backend = self._remote = load_remote(str(artifact), "generator", backend, device)
+            self.manifest, self.model_path, self.location = self._remote.manifest, None, str(artifact)
+        else:
+            self.manifest, self.model_path = open_artifact(artifact, "generator")
+            self.backend = load_checked(self.manifest, self.model_path, "generator", backend, device)
+            self.location = str(self.model_path)  # what messages name: the model file or the URL
         self.image_size = self.manifest.image_size
         self.frames = self.manifest.frames
         self.motion_dim = self.manifest.motion_dim
@@ -114,11 +123,11 @@ class Generator:
         self.last_seed: int | None = None  # the seed of the latest seeded run, to reproduce it
         self._engine_lock = threading.Lock()  # one engine call at a time (TensorRT contexts are not shared)
         self._flow_encoder: Backend | None = None
-        log.debug("loaded %s on %s (%s)", self.model_path, self.backend.name, self.backend.device)
+        log.debug("loaded %s on %s (%s)", self.location, self.backend.name, self.backend.device)
 
     def __repr__(self) -> str:
         return (
-            f"Generator({str(self.model_path)!r}, backend={self.backend.name!r}, "
+            f"Generator({self.location!r}, backend={self.backend.name!r}, "
             f"device={self.backend.device!r}, {self.image_size}x{self.image_size}, {self.frames} frames)"
         )
 
@@ -165,7 +174,7 @@ class Generator:
     def run_many(
         self,
         images: Iterable[ImageSource],
-        motion: motion_lib.MotionSource | None = None,
+        motion: motion_lib.MotionSource | Callable[[int], np.ndarray] | None = None,
         seed: int | None = None,
         *,
         fit: Fit = "crop",
@@ -173,9 +182,10 @@ class Generator:
     ) -> Iterator[Clip]:
         """One `Clip` per image, in order, with requests batched to `batch_size` per engine call.
 
-        motion: None (image i gets vector i of `seed`'s stream), one motion source for all images, or
-        an [N, motion_dim] array with one row per image. Images are read lazily, so a bad one raises
-        when the iteration reaches it.
+        motion: None (image i gets vector i of `seed`'s stream), one motion source for all images, an
+        [N, motion_dim] array with one row per image, or a function of i that returns image i's vector
+        (called when image i is read). Images are read lazily, so a bad one raises when the iteration
+        reaches it.
         """
         vector_for = self._motion_per_image(motion, seed, fit)
 
@@ -263,9 +273,13 @@ class Generator:
         ), None
 
     def _motion_per_image(
-        self, motion: motion_lib.MotionSource | None, seed: int | None, fit: Fit
+        self, motion: motion_lib.MotionSource | Callable[[int], np.ndarray] | None, seed: int | None, fit: Fit
     ) -> Callable[[int], tuple[np.ndarray, int | None]]:
-        """run_many's motion for image i: vector i of a seed, row i of an array, or one shared vector."""
+        """run_many's motion for image i: vector i of a seed, row i of an array, the caller's function of
+        i, or one shared vector."""
+        if callable(motion):
+            per_image = motion
+            return lambda i: (motion_lib.check_vector(per_image(i), self.motion_dim, f"Motion {i}"), None)
         if motion is None:
             drawn = self._draw_seed(seed)
             return lambda i: (motion_lib.seeded_vector(drawn, self.motion_dim, i), drawn)
@@ -284,32 +298,46 @@ class Generator:
         return lambda i: shared
 
     def _flow_encoder_backend(self) -> Backend:
-        """The flow encoder for motion transfer: the checkpoint's own (PyTorch), or the artifact's
-        companion named in its manifest (ONNX Runtime), checked like the generator."""
+        """The flow encoder for motion transfer: the checkpoint's own (PyTorch), the artifact's companion
+        named in its manifest (ONNX Runtime), or the one served beside the generator (Triton), checked
+        like the generator."""
         if self._flow_encoder is not None:
             return self._flow_encoder
-        where = repr(str(self.model_path))
+        if self._remote is not None:  # on a server: the flow encoder the generator's config names
+            remote = self._remote.companion("flow_encoder")
+            try:
+                self._check_flow_encoder(remote.manifest, remote.url)
+            except ManifestError:
+                remote.close()
+                raise
+            self._flow_encoder = remote
+            return remote
+        assert self.model_path is not None
         if self.backend.name == "torch":
             manifest, model_path = open_artifact(self.model_path.parent, "flow_encoder")
         else:
             companion = self.manifest.companions.get("flow_encoder")
             if not companion:
                 raise MotionError(
-                    f"Artifact {where} has no flow encoder, so it cannot transfer motion from a video; "
-                    "export one with `python -m export.onnx CHECKPOINT` from a checkpoint with a trained "
-                    "flow encoder, or pass a motion vector or seed instead."
+                    f"Artifact {self.location!r} has no flow encoder, so it cannot transfer motion from a "
+                    "video; export one with `python -m export.onnx CHECKPOINT` from a checkpoint with a "
+                    "trained flow encoder, or pass a motion vector or seed instead."
                 )
             manifest, model_path = resolve_artifact(self.model_path.parent / companion)
-        ours = (self.image_size, self.frames, self.motion_dim)
-        if (manifest.image_size, manifest.frames, manifest.motion_dim) != ours:
-            raise ManifestError(
-                f"Flow encoder {str(model_path)!r} is for (size, frames, motion size) "
-                f"{(manifest.image_size, manifest.frames, manifest.motion_dim)} but generator {where} is for "
-                f"{ours}; export both from the same checkpoint."
-            )
+        self._check_flow_encoder(manifest, str(model_path))
         device = self.device if self.backend.name == "onnxruntime" else None
         self._flow_encoder = load_checked(manifest, model_path, "flow_encoder", device=device)
         return self._flow_encoder
+
+    def _check_flow_encoder(self, manifest: Manifest, location: str) -> None:
+        """A flow encoder must be for this generator's image size, frames and motion size."""
+        ours = (self.image_size, self.frames, self.motion_dim)
+        if (manifest.image_size, manifest.frames, manifest.motion_dim) != ours:
+            raise ManifestError(
+                f"Flow encoder {location!r} is for (size, frames, motion size) "
+                f"{(manifest.image_size, manifest.frames, manifest.motion_dim)} but generator "
+                f"{self.location!r} is for {ours}; export both from the same checkpoint."
+            )
 
     # ------------------------------------------------------------------ engine
 
@@ -326,7 +354,7 @@ class Generator:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         if limit is not None and batch_size > limit:
             raise ArtifactError(
-                f"Artifact {str(self.model_path)!r} takes batches of at most {limit}, not {batch_size}; pass "
+                f"Artifact {self.location!r} takes batches of at most {limit}, not {batch_size}; pass "
                 f"batch_size <= {limit} or rebuild it with a larger batch profile."
             )
         return batch_size

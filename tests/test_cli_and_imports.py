@@ -28,6 +28,9 @@ TORCH_FREE = [
     "runtime.generate",
     "runtime.demo",
     "runtime.writers",
+    "runtime.batch",
+    "runtime.backends.triton",
+    "export.triton",
 ]
 
 

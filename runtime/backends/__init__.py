@@ -1,4 +1,5 @@
-"""One interface over the engines that run an artifact: ONNX Runtime, TensorRT and PyTorch.
+"""One interface over the engines that run an artifact: ONNX Runtime, TensorRT and PyTorch, and a
+model served by a Triton Inference Server (given by its URL instead of an artifact path).
 
 A backend runs one graph (the generator, or the flow encoder for motion transfer) on named numpy
 arrays. Each lives in its own module, imported only when chosen, so that the ONNX Runtime and
@@ -19,7 +20,8 @@ import numpy as np
 from export.manifest import MANIFEST_NAME, Manifest, TensorSpec, resolve_artifact, verify_integrity
 from runtime.errors import ArtifactError, BackendUnavailableError, ManifestError
 
-BACKENDS = ("onnxruntime", "tensorrt", "torch")
+BACKENDS = ("onnxruntime", "tensorrt", "torch", "triton")
+SERVER_SCHEMES = ("http://", "https://")  # a model on a Triton server (runtime.backends.triton)
 ENGINE_BACKENDS = {"onnx": "onnxruntime", "tensorrt": "tensorrt", "torch": "torch"}
 TENSORRT_SUFFIXES = (".plan", ".engine")
 CHECKPOINT_CONFIG = (
@@ -44,10 +46,34 @@ INSTALL_HINTS = {
     "onnxruntime": "pip install onnxruntime (or, instead of it, onnxruntime-gpu)",
     "tensorrt": "install TensorRT and cuda-python beside an NVIDIA GPU (pip install 'dtvnet[gpu]')",
     "torch": "pip install torch",
+    "triton": "pip install 'dtvnet[triton]'",
 }
 
 
-THIRD_PARTY = {"onnx", "onnxruntime", "tensorrt", "torch", "cuda"}
+THIRD_PARTY = {
+    "onnx",
+    "onnxruntime",
+    "tensorrt",
+    "torch",
+    "cuda",
+    "tritonclient",
+    "gevent",
+    "geventhttpclient",
+}
+
+
+class RemoteBackend(Backend, Protocol):
+    """A backend for a model on a server: its manifest comes from the server, not from a file."""
+
+    manifest: Manifest
+    url: str  # where the model is served
+
+    def companion(self, kind: str) -> RemoteBackend: ...
+
+
+def is_server_url(source: object) -> bool:
+    """Whether an artifact argument names a model on a server (http[s]://...) rather than a local path."""
+    return isinstance(source, str) and source.startswith(SERVER_SCHEMES)
 
 
 def is_checkpoint(path: Path) -> bool:
@@ -77,6 +103,11 @@ def choose_backend(manifest: Manifest, model_path: Path, requested: str = "auto"
             f"{str(model_path)!r} looks like a TensorRT engine but its manifest says engine "
             f"{manifest.engine!r}; re-export the artifact."
         )
+    if requested == "triton":
+        raise BackendUnavailableError(
+            f"The triton backend runs a model on a Triton server, not the file {str(model_path)!r}; pass the "
+            "model's URL (http://HOST:8000/v2/models/NAME) as the artifact, or use backend='auto'."
+        )
     fitting = ENGINE_BACKENDS.get(manifest.engine)
     if fitting is None:
         raise BackendUnavailableError(
@@ -93,10 +124,32 @@ def choose_backend(manifest: Manifest, model_path: Path, requested: str = "auto"
 
 def open_backend(name: str, manifest: Manifest, model_path: Path, device: str | None = None) -> Backend:
     """Import the chosen backend's module (only now) and load the artifact with it."""
+    backend: Backend = _backend_module(name).load(manifest, model_path, device)
+    return backend
+
+
+def load_remote(url: str, kind: str, backend: str = "auto", device: str | None = None) -> RemoteBackend:
+    """Connect to a model served at `url` (the triton backend), checked against the manifest it serves."""
+    if backend not in ("auto", "triton"):
+        raise BackendUnavailableError(
+            f"{url!r} is a model on a server, which the {backend} backend cannot run; use backend='triton' "
+            "(or auto)."
+        )
+    if device is not None:
+        raise BackendUnavailableError(
+            f"The server behind {url!r} picks its own devices (its model config's instance groups); drop the "
+            "device argument."
+        )
+    remote: RemoteBackend = _backend_module("triton").connect(url, kind)
+    return remote
+
+
+def _backend_module(name: str) -> Any:
+    """Import a backend's module only now, turning a missing third-party package into one sentence."""
     if name not in BACKENDS:
         raise BackendUnavailableError(f"Unknown backend {name!r}; choose one of {', '.join(BACKENDS)}.")
     try:
-        module = importlib.import_module(f"runtime.backends.{name}")
+        return importlib.import_module(f"runtime.backends.{name}")
     except ImportError as exc:
         if (exc.name or "").split(".")[0] not in THIRD_PARTY:
             raise
@@ -104,8 +157,6 @@ def open_backend(name: str, manifest: Manifest, model_path: Path, device: str | 
             f"The {name} backend needs {exc.name or 'a package'}, which is not installed; "
             f"{INSTALL_HINTS[name]}."
         ) from None
-    backend: Backend = module.load(manifest, model_path, device)
-    return backend
 
 
 def parse_device(device: str | None) -> tuple[str, int]:
