@@ -20,6 +20,7 @@ model, batch 1, short runs) finishes in under a minute; CI runs it.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import math
 import shlex
@@ -38,13 +39,14 @@ from benchmarks.machine import describe_machine, load_average, matmul_peaks, usa
 from benchmarks.quality import format_quality, measure_quality
 from benchmarks.report import PAPER_CLAIM, text_table, write_results
 from benchmarks.timing import Protocol, measure_interleaved
+from benchmarks.worker import start_workers
 from export.calibration import check_seeds, landscape_batch
 from export.int8 import DEFAULT_TARGET_PSNR
 
 log = logging.getLogger(__name__)
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-FULL = Protocol(warmup_runs=3, rounds=3, min_runs=10, min_seconds=2.0)
+FULL = Protocol(warmup_runs=2, rounds=3, min_runs=5, min_seconds=2.0)
 QUICK = Protocol(warmup_runs=1, rounds=1, min_runs=3, min_seconds=0.2)
 FULL_BATCHES, QUICK_BATCHES = (1, 4, 8), (1,)
 E2E_SECONDS, QUICK_E2E_SECONDS = 6.0, 0.5
@@ -121,30 +123,34 @@ def protocol_for(args: argparse.Namespace) -> Protocol:
 def time_lines(
     context: lines_lib.Context, keys: Sequence[str], batches: Sequence[int], protocol: Protocol, cfg: Any
 ) -> tuple[dict[tuple[str, int], dict[str, Any]], dict[str, str], dict[str, str]]:
-    """Engine-only timings of every available line at every batch: (key, batch) -> summary; skipped
-    lines -> reason; loaded lines -> what ran them."""
-    skipped, loaded = {}, {}
+    """Engine-only timings of every available line at every batch, each line in its own process:
+    (key, batch) -> summary; skipped lines -> reason; timed lines -> what ran them."""
+    skipped = {}
     for key in keys:
         reason = lines_lib.unavailable(lines_lib.line(key), context)
         if reason:
             skipped[key] = reason
-        else:
-            print(f"loading {key}...", file=sys.stderr, flush=True)
-            loaded[key] = lines_lib.load(lines_lib.line(key), context)
     rng = np.random.default_rng(INPUT_SEED)
     feeds = {b: landscape_batch(check_seeds(rng, b), cfg.image_size, cfg.motion_dim) for b in batches}
-    cells = [(key, b) for b in batches for key in loaded]
-    calls = [lambda key=key, b=b: loaded[key].run(feeds[b]) for key, b in cells]
-    samples = measure_interleaved(
-        calls,
-        protocol,
-        on_round=lambda r: print(f"timing round {r + 1}/{protocol.rounds} done", file=sys.stderr),
-    )
+    available = [k for k in keys if k not in skipped]
+    print(f"loading {', '.join(available)} (one process each)...", file=sys.stderr, flush=True)
+    workers = {w.key: w for w in start_workers(available, context, feeds)}
+    try:
+        cells = [(key, b) for b in batches for key, w in workers.items() if (w.max_batch or b) >= b]
+        for key, worker in workers.items():
+            if worker.max_batch is not None and worker.max_batch < max(batches):
+                skipped[f"{key} batch > {worker.max_batch}"] = "outside the engine's optimization profile"
+        blocks = [functools.partial(workers[key].block, b) for key, b in cells]
+        samples = measure_interleaved(
+            blocks,
+            protocol,
+            on_round=lambda r: print(f"timing round {r + 1}/{protocol.rounds} done", file=sys.stderr),
+        )
+    finally:
+        for worker in workers.values():
+            worker.close()
     timings = {cell: sample.summary() for cell, sample in zip(cells, samples, strict=True)}
-    devices = {key: item.device for key, item in loaded.items()}
-    for item in loaded.values():
-        item.close()
-    return timings, skipped, devices
+    return timings, skipped, {key: w.device for key, w in workers.items()}
 
 
 def line_entries(

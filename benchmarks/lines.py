@@ -56,11 +56,12 @@ class Context:
 
 @dataclass
 class Loaded:
-    """A loaded line: run(feeds) -> video, and what ran it."""
+    """A loaded line: run(feeds) -> video, what ran it, and the largest batch it takes (None: any)."""
 
     run: Run
     device: str
     close: Callable[[], None]
+    max_batch: int | None = None
 
 
 # fmt: off
@@ -165,7 +166,7 @@ def load(item: Line, context: Context) -> Loaded:
     if item.key == "ov-bf16":  # the fp32 artifact, told to compute in bf16
         manifest = replace(manifest, extra={**manifest.extra, "openvino": {"inference_precision": "bf16"}})
     backend = load_checked(manifest, model_path, "generator", item.runtime_backend or "openvino", item.device)
-    return Loaded(lambda feeds: backend.run(feeds)["video"], backend.device, backend.close)
+    return Loaded(lambda feeds: backend.run(feeds)["video"], backend.device, backend.close, backend.max_batch)
 
 
 def _load_reference(checkpoint: Path) -> Loaded:

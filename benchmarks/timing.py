@@ -79,20 +79,21 @@ def run_block(fn: Callable[[], object], min_runs: int, min_seconds: float) -> li
     return times
 
 
+Block = Callable[[int, float], list[float]]  # (min_runs, min_seconds) -> latencies of one block
+
+
 def measure_interleaved(
-    calls: Sequence[Callable[[], object]],
-    protocol: Protocol,
-    on_round: Callable[[int], None] | None = None,
+    blocks: Sequence[Block], protocol: Protocol, on_round: Callable[[int], None] | None = None
 ) -> list[Samples]:
-    """Warm up every call, then `protocol.rounds` rounds over all of them; Samples in the same order."""
-    for fn in calls:
-        for _ in range(protocol.warmup_runs):
-            fn()
-    samples = [Samples() for _ in calls]
+    """Warm up every configuration, then `protocol.rounds` rounds over all of them, one block each;
+    Samples in the same order."""
+    for block in blocks:
+        block(protocol.warmup_runs, 0.0)
+    samples = [Samples() for _ in blocks]
     for round_index in range(protocol.rounds):
-        for fn, sample in zip(calls, samples, strict=True):
+        for block, sample in zip(blocks, samples, strict=True):
             time.sleep(SETTLE_SECONDS)
-            sample.rounds.append(run_block(fn, protocol.min_runs, protocol.min_seconds))
+            sample.rounds.append(block(protocol.min_runs, protocol.min_seconds))
         if on_round is not None:
             on_round(round_index)
     return samples

@@ -38,8 +38,12 @@ def test_rates_and_ratios_come_from_the_median_latency():
 
 def test_rounds_interleave_every_configuration():
     calls: list[str] = []
+
+    def block(name: str):
+        return lambda runs, seconds: run_block(lambda: calls.append(name), runs, seconds)
+
     protocol = Protocol(warmup_runs=1, rounds=2, min_runs=2, min_seconds=0.0)
-    samples = measure_interleaved([lambda: calls.append("a"), lambda: calls.append("b")], protocol)
+    samples = measure_interleaved([block("a"), block("b")], protocol)
     assert calls == ["a", "b", "a", "a", "b", "b", "a", "a", "b", "b"]  # warm-up, then round by round
     assert [len(r) for r in samples[0].rounds] == [2, 2] and samples[1].summary()["runs"] == 4
     assert len(run_block(lambda: None, min_runs=5, min_seconds=0.0)) == 5

@@ -11,6 +11,7 @@ unless its manifest's `extra.openvino.inference_precision` says otherwise (the i
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -44,28 +45,44 @@ def cpu_threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+@functools.cache
+def core() -> ov.Core:
+    """One OpenVINO Core per process (it holds the plugins and their caches)."""
+    return ov.Core()
+
+
 def compile_model(
-    model: str | Path | bytes, precision: str = "f32", threads: int | None = None
+    model: str | Path | bytes | ov.Model, precision: str = "f32", threads: int | None = None, streams: int = 1
 ) -> ov.CompiledModel:
-    """Compile an ONNX model (path or serialized bytes) for the CPU: one stream over `threads` cores,
-    arithmetic in `precision` ("f32" or "bf16") outside the int8 layers."""
-    core = ov.Core()
-    source = core.read_model(model, b"") if isinstance(model, bytes) else core.read_model(str(model))
-    config = {
+    """Compile an ONNX model (path, serialized bytes or read model) for the CPU: `streams` independent
+    streams sharing `threads` cores, arithmetic in `precision` ("f32" or "bf16") outside int8 layers."""
+    if isinstance(model, bytes):
+        model = core().read_model(model, b"")
+    elif not isinstance(model, ov.Model):
+        model = core().read_model(str(model))
+    config: dict[str, Any] = {
         "INFERENCE_PRECISION_HINT": PRECISIONS[precision],
-        "PERFORMANCE_HINT": "LATENCY",
         "INFERENCE_NUM_THREADS": threads or cpu_threads(),
+        "NUM_STREAMS": streams,
     }
-    return core.compile_model(source, CPU, config)
+    if streams == 1:
+        config["PERFORMANCE_HINT"] = "LATENCY"
+    return core().compile_model(model, CPU, config)
 
 
 def cpu_name() -> str:
     """The CPU as OpenVINO names it."""
-    return str(ov.Core().get_property(CPU, "FULL_DEVICE_NAME"))
+    return str(core().get_property(CPU, "FULL_DEVICE_NAME"))
 
 
 class OpenVinoBackend:
-    """One compiled model and infer request; outputs are copied, so they outlive the next call."""
+    """A compiled model per thread layout; outputs are copied, so they outlive the next call.
+
+    One inference of one clip uses every core (one stream, `cpu_threads()` threads): the latency path
+    of `stream`. A batch of at least as many clips as cores is split into one part per core, each run
+    by a single-threaded stream at the same time: no core waits for another at the end of each layer,
+    and a core taken by other work (writing the video, another process) slows only its own part.
+    """
 
     name = "openvino"
     max_batch: int | None = None
@@ -83,12 +100,16 @@ class OpenVinoBackend:
                 f"The openvino backend runs .onnx artifacts, not {where}; use backend='auto'."
             )
         self.precision = inference_precision(manifest)
+        cores = cpu_threads()
         try:
-            self.compiled = compile_model(model_path, self.precision)
+            model = core().read_model(str(model_path))
+            self.compiled = compile_model(model, self.precision, cores)
+            parallel = compile_model(model, self.precision, cores, streams=cores) if cores > 1 else None
         except RuntimeError as exc:  # OpenVINO reports unreadable models and unsupported ops this way
             raise ArtifactError(f"OpenVINO cannot load {where} ({exc}); re-export it.") from None
         check_graph_io(manifest, self._io(self.compiled.inputs), self._io(self.compiled.outputs), where)
         self.request = self.compiled.create_infer_request()
+        self.parallel = [parallel.create_infer_request() for _ in range(cores)] if parallel else []
         self.input_types = {spec.name: numpy_dtype(spec, where) for spec in manifest.inputs}
         self.output_names = [spec.name for spec in manifest.outputs]
         used = self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
@@ -109,12 +130,25 @@ class OpenVinoBackend:
         typed = {
             name: np.ascontiguousarray(feeds[name], dtype=kind) for name, kind in self.input_types.items()
         }
-        results = self.request.infer(typed)
-        return {name: np.array(results[name], dtype=np.float32) for name in self.output_names}
+        batch = len(next(iter(typed.values())))
+        if not self.parallel or batch < len(self.parallel):
+            results = self.request.infer(typed)
+            return {name: np.array(results[name], dtype=np.float32) for name in self.output_names}
+        parts = np.array_split(np.arange(batch), len(self.parallel))
+        for request, part in zip(self.parallel, parts, strict=True):
+            request.start_async({name: array[part[0] : part[-1] + 1] for name, array in typed.items()})
+        for request in self.parallel:
+            request.wait()
+        return {
+            name: np.concatenate([np.asarray(r.get_tensor(name).data) for r in self.parallel]).astype(
+                np.float32
+            )
+            for name in self.output_names
+        }
 
     def close(self) -> None:
-        self.__dict__.pop("request", None)
-        self.__dict__.pop("compiled", None)
+        for name in ("request", "parallel", "compiled"):
+            self.__dict__.pop(name, None)
 
 
 def load(manifest: Manifest, model_path: Path, device: str | None) -> OpenVinoBackend:
