@@ -39,7 +39,9 @@ class Line:
     device: str  # "cpu" or "cuda"
     runtime_backend: str | None  # the runtime backend that runs it end to end; None: engine-only line
     note: str = ""
-    reference: bool = False
+    reference: bool = False  # the line every ratio is against
+    loader: str = "backend"  # "reference" (the reference's module), "autocast", or a runtime backend
+    env: tuple[tuple[str, str], ...] = ()  # environment of its process (see benchmarks.worker)
 
     @property
     def label(self) -> str:
@@ -69,11 +71,18 @@ LINES: tuple[Line, ...] = (
     Line(
         "reference", "PyTorch eager (reference)", "fp32", CHECKPOINT, "cpu", "torch",
         "training.model.Generator as the reference code runs it, torch.no_grad, video and flows",
-        reference=True,
+        reference=True, loader="reference",
+    ),
+    Line(
+        "reference-passive", "PyTorch eager (reference, OMP passive)", "fp32", CHECKPOINT, "cpu", None,
+        "the reference with OMP_WAIT_POLICY=PASSIVE: as fast on an idle machine, far faster when "
+        "another process holds a core (OpenMP's default spin-waiting then stalls every layer)",
+        loader="reference", env=(("OMP_WAIT_POLICY", "PASSIVE"),),
     ),
     Line(
         "torch-bf16", "PyTorch eager", "bf16", CHECKPOINT, "cpu", None,
         "torch.autocast(cpu, bfloat16) around the deployed graph (equalized lr folded)",
+        loader="autocast",
     ),
     Line("ort-fp32", "ONNX Runtime CPU", "fp32", GENERATOR_DIR, "cpu", "onnxruntime"),
     Line(
@@ -102,7 +111,7 @@ LINES: tuple[Line, ...] = (
     Line("torch-cuda-fp32", "PyTorch eager CUDA", "fp32", CHECKPOINT, "cuda", "torch"),
     Line(
         "torch-cuda-fp16", "PyTorch eager CUDA", "fp16", CHECKPOINT, "cuda", None,
-        "torch.autocast(cuda, float16)",
+        "torch.autocast(cuda, float16)", loader="autocast",
     ),
 )
 # fmt: on
@@ -158,9 +167,9 @@ def artifact_path(item: Line, context: Context) -> Path:
 
 def load(item: Line, context: Context) -> Loaded:
     """Load a line for timing (engine only: arrays in, video out)."""
-    if item.reference:
+    if item.loader == "reference":
         return _load_reference(context.checkpoint)
-    if item.runtime_backend is None and item.artifact == CHECKPOINT:
+    if item.loader == "autocast":
         return _load_autocast(context.checkpoint, item.device)
     manifest, model_path = open_artifact(artifact_path(item, context))
     if item.key == "ov-bf16":  # the fp32 artifact, told to compute in bf16

@@ -67,7 +67,7 @@ def measure_quality(
     }
     for key in keys:
         item = line(key)
-        if item.reference:
+        if item.loader == "reference":  # the reference itself (or in another thread layout)
             continue
         reason = unavailable(item, context)
         if reason:

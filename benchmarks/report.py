@@ -108,7 +108,9 @@ def footnotes(results: dict[str, Any]) -> list[str]:
         notes.append(
             f"best CPU path: {best['best_label']} batch {best['best_batch']}, {best['best_fps']:.1f} "
             f"frames/s = {best['best_vs_reference_best']:.2f}x the reference's best "
-            f"({best['reference_best_fps']:.1f} frames/s at batch {best['reference_best_batch']})."
+            f"({best['reference_best_fps']:.1f} frames/s at batch {best['reference_best_batch']}); "
+            f"{best['best_vs_fastest_reference']:.2f}x the fastest reference layout "
+            f"({best['fastest_reference_layout']}, {best['fastest_reference_fps']:.1f} frames/s)."
         )
     for key, reason in results.get("skipped", {}).items():
         notes.append(f"not available here: {key} ({reason})")

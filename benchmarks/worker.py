@@ -8,13 +8,17 @@ fresh, nothing inherited), then sleeps on its pipe until it is told to time a bl
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
-from collections.abc import Sequence
+import os
+from collections.abc import Iterator, Sequence
 from multiprocessing.connection import Connection
 from typing import Any
 
 from benchmarks.lines import Context, line, load
 from benchmarks.timing import run_block
+
+POLL_SECONDS = 1.0
 
 
 def _serve(conn: Connection, key: str, context: Context, feeds: dict[int, dict[str, Any]]) -> None:
@@ -38,6 +42,20 @@ def _serve(conn: Connection, key: str, context: Context, feeds: dict[int, dict[s
             conn.send(("error", f"{type(exc).__name__}: {exc}"))
 
 
+@contextlib.contextmanager
+def _environment(changes: dict[str, str]) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in changes}
+    os.environ.update(changes)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 class LineWorker:
     """A process that holds one loaded line and times blocks of calls on request."""
 
@@ -47,12 +65,18 @@ class LineWorker:
         self.process = mp.get_context("spawn").Process(
             target=_serve, args=(child, key, context, feeds), name=f"dtvnet-bench-{key}", daemon=True
         )
-        self.process.start()
+        with _environment(dict(line(key).env)):  # a spawned process starts with a copy of os.environ
+            self.process.start()
         info = self._reply("ready")
         self.device: str = info["device"]
         self.max_batch: int | None = info["max_batch"]
 
     def _reply(self, expected: str) -> Any:
+        while not self.conn.poll(POLL_SECONDS):
+            if not self.process.is_alive():
+                raise RuntimeError(
+                    f"benchmark line {self.key}: its process ended (exit code {self.process.exitcode})"
+                )
         kind, value = self.conn.recv()
         if kind == "error":
             self.process.join(timeout=10)

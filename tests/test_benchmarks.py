@@ -34,6 +34,12 @@ def test_rates_and_ratios_come_from_the_median_latency():
     summary = fps.summarize(list(entries.values()), {"lines": {"ov-int8": {"psnr_db_min": 36.5}}})
     assert summary["best_key"] == "ov-int8" and summary["best_batch"] == 4
     assert summary["best_vs_reference_best"] == pytest.approx(5.0) and summary["best_psnr_db_min"] == 36.5
+    passive = fps.line_entries(
+        {("reference-passive", 4): timing(200.0)}, {"reference-passive": "torch"}, 38.5, 32, 1
+    )
+    conservative = fps.summarize([*entries.values(), *passive], None)
+    assert conservative["best_key"] == "ov-int8"  # a reference layout is never the best path
+    assert conservative["best_vs_fastest_reference"] == pytest.approx(2.5)  # 50 clips/s vs 20
 
 
 def test_rounds_interleave_every_configuration():
