@@ -92,19 +92,32 @@ def measure_quality(
     return result
 
 
-def format_quality(result: dict[str, Any]) -> str:
-    """A small table: line, worst and mean PSNR, max abs error."""
-    rows = [f"quality vs float32 PyTorch frames: {result['checkpoint']} ({result['source'] or 'checkpoint'})"]
-    rows.append(f"{'line':<28} {'PSNR min':>9} {'PSNR mean':>10} {'max abs':>8}")
+def quality_rows(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(line, worst PSNR, mean PSNR, max abs) per line as display strings; skipped lines say why."""
+    rows = []
     for key, entry in result["lines"].items():
         if "skipped" in entry:
-            rows.append(f"{key:<28} skipped: {entry['skipped']}")
+            rows.append((key, f"skipped: {entry['skipped']}", "", ""))
         else:
             rows.append(
-                f"{entry['label']:<28} {entry['psnr_db_min']:>9.2f} {entry['psnr_db_mean']:>10.2f} "
-                f"{entry['max_abs']:>8.3f}"
+                (
+                    entry["label"],
+                    f"{entry['psnr_db_min']:.2f}",
+                    f"{entry['psnr_db_mean']:.2f}",
+                    f"{entry['max_abs']:.3f}",
+                )
             )
-    return "\n".join(rows)
+    return rows
+
+
+def format_quality(result: dict[str, Any]) -> str:
+    """A small table: line, worst and mean PSNR, max abs error."""
+    lines = [
+        f"quality vs float32 PyTorch frames: {result['checkpoint']} ({result['source'] or 'checkpoint'})"
+    ]
+    lines.append(f"{'line':<40} {'PSNR min':>9} {'PSNR mean':>10} {'max abs':>8}")
+    lines += [f"{a:<40} {b:>9} {c:>10} {d:>8}" for a, b, c, d in quality_rows(result)]
+    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -10,6 +10,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from benchmarks.quality import quality_rows
 from runtime.fsutil import atomic_file
 
 PAPER_CLAIM = 31.0  # "31 FPS on one GTX 1080 Ti" (DTVNet paper); frames or clips is not stated
@@ -161,14 +162,7 @@ def markdown(results: dict[str, Any]) -> str:
             "",
         ]
         parts += ["| line | PSNR min dB | PSNR mean dB | max abs |", "| --- | --- | --- | --- |"]
-        for key, entry in quality["lines"].items():
-            if "skipped" in entry:
-                parts.append(f"| {key} | skipped: {entry['skipped']} | | |")
-            else:
-                parts.append(
-                    f"| {entry['label']} | {entry['psnr_db_min']:.2f} | {entry['psnr_db_mean']:.2f} | "
-                    f"{entry['max_abs']:.3f} |"
-                )
+        parts += ["| " + " | ".join(row) + " |" for row in quality_rows(quality)]
     parts += ["", f"Command: `{results['command']}`", ""]
     return "\n".join(parts)
 
