@@ -66,7 +66,7 @@ def batches_argument(text: str) -> tuple[int, ...]:
 
 def keys_argument(text: str) -> tuple[str, ...]:
     keys = tuple(k.strip() for k in text.split(",") if k.strip())
-    known = {line.key for line in lines_lib.LINES}
+    known = [line.key for line in lines_lib.LINES]
     unknown = [k for k in keys if k not in known]
     if unknown:
         raise argparse.ArgumentTypeError(

@@ -21,7 +21,7 @@ import numpy as np
 import openvino as ov
 
 from export.manifest import Manifest
-from runtime.backends import check_graph_io, numpy_dtype, parse_device
+from runtime.backends import check_graph_io, concrete_shape, numpy_dtype, parse_device
 from runtime.errors import ArtifactError, BackendUnavailableError
 
 CPU = "CPU"
@@ -79,9 +79,10 @@ class OpenVinoBackend:
     """A compiled model per thread layout; outputs are copied, so they outlive the next call.
 
     One inference of one clip uses every core (one stream, `cpu_threads()` threads): the latency path
-    of `stream`. A batch of at least as many clips as cores is split into one part per core, each run
-    by a single-threaded stream at the same time: no core waits for another at the end of each layer,
-    and a core taken by other work (writing the video, another process) slows only its own part.
+    of `stream`. A batch of at least as many clips as cores goes clip by clip to one single-threaded
+    stream per core, each taking the next clip when it is free: no core waits for another at the end
+    of each layer, and a core taken by other work (writing the video, another process) just does fewer
+    of the clips.
     """
 
     name = "openvino"
@@ -109,9 +110,10 @@ class OpenVinoBackend:
             raise ArtifactError(f"OpenVINO cannot load {where} ({exc}); re-export it.") from None
         check_graph_io(manifest, self._io(self.compiled.inputs), self._io(self.compiled.outputs), where)
         self.request = self.compiled.create_infer_request()
-        self.parallel = [parallel.create_infer_request() for _ in range(cores)] if parallel else []
+        self.queue = ov.AsyncInferQueue(parallel, cores) if parallel else None
         self.input_types = {spec.name: numpy_dtype(spec, where) for spec in manifest.inputs}
         self.output_names = [spec.name for spec in manifest.outputs]
+        self.outputs = manifest.outputs
         used = self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
         self.device = f"OpenVINO CPU ({cpu_name()}, {used})"
 
@@ -131,23 +133,23 @@ class OpenVinoBackend:
             name: np.ascontiguousarray(feeds[name], dtype=kind) for name, kind in self.input_types.items()
         }
         batch = len(next(iter(typed.values())))
-        if not self.parallel or batch < len(self.parallel):
+        if self.queue is None or batch < len(self.queue):
             results = self.request.infer(typed)
             return {name: np.array(results[name], dtype=np.float32) for name in self.output_names}
-        parts = np.array_split(np.arange(batch), len(self.parallel))
-        for request, part in zip(self.parallel, parts, strict=True):
-            request.start_async({name: array[part[0] : part[-1] + 1] for name, array in typed.items()})
-        for request in self.parallel:
-            request.wait()
-        return {
-            name: np.concatenate([np.asarray(r.get_tensor(name).data) for r in self.parallel]).astype(
-                np.float32
-            )
-            for name in self.output_names
-        }
+        outputs = {spec.name: np.empty(concrete_shape(spec, batch), np.float32) for spec in self.outputs}
+
+        def store(request: ov.InferRequest, index: int) -> None:
+            for name, out in outputs.items():
+                out[index] = request.get_tensor(name).data[0]
+
+        self.queue.set_callback(store)
+        for index in range(batch):  # one clip per request: an idle stream takes the next clip
+            self.queue.start_async({name: array[index : index + 1] for name, array in typed.items()}, index)
+        self.queue.wait_all()
+        return outputs
 
     def close(self) -> None:
-        for name in ("request", "parallel", "compiled"):
+        for name in ("request", "queue", "compiled"):
             self.__dict__.pop(name, None)
 
 
