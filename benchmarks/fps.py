@@ -36,7 +36,7 @@ from benchmarks import lines as lines_lib
 from benchmarks.artifacts import benchmark_checkpoint, demo_checkpoint, export_artifacts
 from benchmarks.e2e import measure_end_to_end
 from benchmarks.machine import describe_machine, load_average, matmul_peaks, usable_cores
-from benchmarks.quality import format_quality, measure_quality
+from benchmarks.quality import describe_source, format_quality, measure_quality
 from benchmarks.report import PAPER_CLAIM, text_table, write_results
 from benchmarks.timing import Protocol, measure_interleaved
 from benchmarks.worker import start_workers
@@ -288,7 +288,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "peak_fp32_gflops": peak,
         "model": {
             "checkpoint": str(checkpoint),
-            "source": info.get("metadata", {}).get("source", ""),
+            "source": describe_source(info),
             "preset_or_source": Path(args.checkpoint).name if args.checkpoint else f"{preset} preset",
             "config": cfg.to_dict(),
             "image_size": cfg.image_size,

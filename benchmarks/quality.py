@@ -30,6 +30,14 @@ BATCH = 4
 QUALITY_SEED = 7  # which fresh landscapes (check seeds) are drawn
 
 
+def describe_source(info: dict[str, Any]) -> str:
+    """Where a checkpoint's weights come from, in words (its metadata's source, or its training step)."""
+    source = info.get("metadata", {}).get("source")
+    if source:
+        return str(source)
+    return f"trained checkpoint, step {info.get('step', 0)}" if info.get("step") else "checkpoint"
+
+
 def measure_quality(
     checkpoint: str | Path,
     exports: str | Path | None = None,
@@ -58,7 +66,7 @@ def measure_quality(
     expected = [reference.run(f) for f in feeds]
     result: dict[str, Any] = {
         "checkpoint": str(checkpoint),
-        "source": info.get("metadata", {}).get("source", ""),
+        "source": describe_source(info),
         "step": info.get("step", 0),
         "config": cfg.to_dict(),
         "images": images,

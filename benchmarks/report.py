@@ -113,6 +113,13 @@ def footnotes(results: dict[str, Any]) -> list[str]:
             f"{best['best_vs_fastest_reference']:.2f}x the fastest reference layout "
             f"({best['fastest_reference_layout']}, {best['fastest_reference_fps']:.1f} frames/s)."
         )
+    load = m["load_before"][0] if m["load_before"] else 0.0
+    if load > 0.5 * m["cores"]:
+        notes.append(
+            f"BUSY MACHINE: load average {load} on {m['cores']} cores when the run began. Every number is "
+            "lower than on an idle machine, and the reference (OpenMP spin-waiting) the most: compare "
+            "with the OMP-passive reference line; rerun when idle for the real ratios."
+        )
     for key, reason in results.get("skipped", {}).items():
         notes.append(f"not available here: {key} ({reason})")
     return notes
