@@ -237,15 +237,19 @@ def psnr(mse: float) -> float:
 
 
 def deployment_runner() -> tuple[str, str, Callable[[bytes], Runner]]:
-    """(engine, float precision, model bytes -> Runner) the int8 artifact will run on here: OpenVINO with
-    bfloat16 float parts where OpenVINO is installed, else ONNX Runtime (float32 float parts)."""
+    """(engine, float precision, model bytes -> Runner) the int8 artifact will run on here: OpenVINO,
+    with bfloat16 float parts if this CPU has them, where OpenVINO is installed; else ONNX Runtime.
+
+    The precision chosen here is the one recorded and verified, so export on a CPU like the deployment
+    one: an artifact exported without bfloat16 runs in float32 everywhere (slower, more exact)."""
     from export.verify import onnxruntime_runner, openvino_runner
 
     try:
-        import openvino  # noqa: F401
+        from runtime.backends.openvino import bf16_supported
     except ImportError:
         return "onnxruntime", "fp32", onnxruntime_runner
-    return "openvino", "bf16", lambda model: openvino_runner(model, "bf16")
+    precision = "bf16" if bf16_supported() else "f32"
+    return "openvino", precision, lambda model: openvino_runner(model, precision)
 
 
 def select_layers(

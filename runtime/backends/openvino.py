@@ -70,6 +70,12 @@ def compile_model(
     return core().compile_model(model, CPU, config)
 
 
+def bf16_supported() -> bool:
+    """Whether this CPU has bfloat16 arithmetic for OpenVINO (avx512_bf16 or AMX); without it a "bf16"
+    hint computes in float32."""
+    return "BF16" in core().get_property(CPU, "OPTIMIZATION_CAPABILITIES")
+
+
 def cpu_name() -> str:
     """The CPU as OpenVINO names it."""
     return str(core().get_property(CPU, "FULL_DEVICE_NAME"))
