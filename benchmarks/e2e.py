@@ -9,6 +9,7 @@ overlap in the runtime's threads; the clock runs from the call with the photo's 
 
 from __future__ import annotations
 
+import math
 import statistics
 import tempfile
 import time
@@ -20,7 +21,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from export.calibration import landscape
+from export.calibration import landscape, landscape_batch
 from runtime.generate import frame_count
 from runtime.generator import Generator, Throughput
 from runtime.writers import write_frames
@@ -38,6 +39,7 @@ class EndToEnd:
     frames: int
     fps: float
     engine_fps_inside: float  # the runtime's own engine-only count during these runs
+    engine_fps_alone: float  # the same engine calls without I/O, timed just before each run
     first_frame_ms: float
     runs: list[float]
 
@@ -48,6 +50,8 @@ class EndToEnd:
             "frames": self.frames,
             "frames_per_s": self.fps,
             "runtime_engine_frames_per_s": self.engine_fps_inside,
+            "engine_alone_frames_per_s": self.engine_fps_alone,
+            "vs_engine_alone": self.fps / self.engine_fps_alone,
             "first_frame_ms": self.first_frame_ms,
             "runs_frames_per_s": self.runs,
             "path": "stream (dtvnet generate --clips)" if self.batch == 1 else "run_many, batched",
@@ -72,16 +76,24 @@ def _frames(generator: Generator, photo: Path, batch: int, clips: int) -> Iterat
 def measure_end_to_end(
     artifact: Path, backend: str | None, device: str, batch: int, clips: int, repeats: int
 ) -> EndToEnd:
-    """The median of `repeats` end-to-end runs of `clips` clips each, after a warm-up run of `batch` clips."""
+    """The median of `repeats` end-to-end runs of `clips` clips each, after a warm-up run of `batch` clips.
+
+    Before each run the same engine calls are timed without any I/O, in the same process and moment,
+    so that the end-to-end / engine ratio is not moved by load that drifts during a long benchmark."""
     with (
         tempfile.TemporaryDirectory(prefix="dtvnet-e2e-") as tmp,
         Generator(artifact, backend=backend or "auto", device=device, batch_size=batch) as generator,
     ):
         photo = write_photo(Path(tmp))
         write_frames(_frames(generator, photo, batch, batch), Path(tmp) / "warmup.mp4", FPS)
-        rates, engine, first = [], [], []
+        feeds = landscape_batch(list(range(batch)), generator.image_size, generator.motion_dim)
+        rates, engine, first, alone = [], [], [], []
         frames = 0
         for i in range(repeats):
+            start = time.perf_counter()
+            for _ in range(math.ceil(clips / batch)):  # the same engine calls, without any I/O
+                generator.infer(feeds["image"], feeds["motion"])
+            alone.append(math.ceil(clips / batch) * batch * generator.frames / (time.perf_counter() - start))
             generator.stats = Throughput()
             start = time.perf_counter()
             out = write_frames(_frames(generator, photo, batch, clips), Path(tmp) / f"run{i}.mp4", FPS)
@@ -98,6 +110,7 @@ def measure_end_to_end(
         frames=frames,
         fps=statistics.median(rates),
         engine_fps_inside=statistics.median(engine),
+        engine_fps_alone=statistics.median(alone),
         first_frame_ms=1e3 * statistics.median(first),
         runs=[round(r, 1) for r in rates],
     )
