@@ -249,21 +249,14 @@ def export_fp16(
     """
     from dataclasses import replace
 
-    from export.manifest import resolve_artifact
-    from export.onnx import GENERATOR_DIR, MODEL_FILE, reference_module
+    from export.onnx import GENERATOR_DIR, MODEL_FILE, derived_source, reference_module
     from export.progress import steps_or_new
     from export.verify import module_runner, write_verified
     from runtime.fsutil import atomic_dir, ensure_writable_dir, refuse_overwrite, sha256_file
     from training import checkpoint as ckpt_io
 
     source = ckpt_io.load(checkpoint, components=["generator"])
-    fp32_dir = Path(out_dir) / GENERATOR_DIR
-    fp32_manifest, fp32_model = resolve_artifact(fp32_dir)
-    if fp32_manifest.source_sha256 != source.weights_sha256:
-        raise ExportError(
-            f"{str(fp32_dir)!r} was exported from another checkpoint than {str(source.path)!r}; export the "
-            "fp32 ONNX of this checkpoint first (`dtvnet export` does both) or pass --force."
-        )
+    fp32_manifest, fp32_model = derived_source(source, out_dir, GENERATOR_DIR)
     folder = Path(out_dir) / FP16_DIR
     refuse_overwrite(folder, force, "artifact folder")
     ensure_writable_dir(out_dir)

@@ -238,6 +238,20 @@ def has_flow_encoder(checkpoint: str | Path) -> bool:
     return "flow_encoder" in ckpt_io.read_info(checkpoint).get("components", [])
 
 
+def derived_source(source: ckpt_io.Checkpoint, out_dir: str | Path, dirname: str) -> tuple[Manifest, Path]:
+    """The ONNX artifact `out_dir/dirname` that a derived artifact (fp16, int8, engine) is made from,
+    checked to come from the same checkpoint as `source`."""
+    from export.manifest import resolve_artifact
+
+    manifest, model_path = resolve_artifact(Path(out_dir) / dirname)
+    if manifest.source_sha256 != source.weights_sha256:
+        raise ExportError(
+            f"{str(model_path.parent)!r} was exported from another checkpoint than {str(source.path)!r}; "
+            "export this checkpoint's ONNX first (`dtvnet export` does everything) or pass --force."
+        )
+    return manifest, model_path
+
+
 def default_out_dir(checkpoint: str | Path) -> Path:
     """exports/<checkpoint folder name>."""
     return Path("exports") / ckpt_io.checkpoint_dir(checkpoint).name

@@ -2,11 +2,12 @@
 
 Usage:
     dtvnet export CKPT [--out DIR] [--force] [--batch MIN,OPT,MAX] [--fp16 | --fp32] [--no-engine]
-                       [--triton REPO]
+                       [--int8 [--int8-psnr DB]] [--triton REPO]
 
 Writes, each verified against PyTorch before it is moved into place:
     OUT/onnx-fp32/   generator, float32 ONNX (the CPU artifact and the source of the others)
     OUT/onnx-fp16/   generator, mixed-precision ONNX (with --fp16, the default)
+    OUT/onnx-int8/   generator, int8 convolutions where quality allows (with --int8; CPU, OpenVINO)
     OUT/ofe-fp32/    flow encoder, float32 ONNX (when the checkpoint has one)
     OUT/trt-fp16/    TensorRT engine (or trt-fp32 with --fp32), when TensorRT and a GPU are present
     REPO/            with --triton: a Triton model repository serving them (see export.triton)
@@ -21,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from export import fp16, onnx, trt
+from export import fp16, int8, onnx, trt
 from export.manifest import resolve_artifact
 from export.progress import Steps
 from runtime.errors import BackendUnavailableError
@@ -37,11 +38,15 @@ class ExportResult:
     engine_skipped: str | None = None
 
 
-def planned_artifacts(has_flow_encoder: bool, precision: str, engine: bool) -> list[str]:
+def planned_artifacts(
+    has_flow_encoder: bool, precision: str, engine: bool, with_int8: bool = False
+) -> list[str]:
     """Artifact folder names an export writes, in order."""
     names = [onnx.GENERATOR_DIR]
     if precision == "fp16":
         names.append(fp16.FP16_DIR)
+    if with_int8:
+        names.append(int8.INT8_DIR)
     if has_flow_encoder:
         names.append(onnx.FLOW_ENCODER_DIR)
     if engine:
@@ -63,22 +68,25 @@ def export_all(
     workspace_gib: float = trt.DEFAULT_WORKSPACE_GIB,
     timing_cache: str | Path | None = None,
     seed: int | None = None,
+    with_int8: bool = False,
+    int8_psnr: float = int8.DEFAULT_TARGET_PSNR,
 ) -> ExportResult:
     """Export every artifact; `engine` is "auto" (build the engine if TensorRT and a GPU are here,
-    else say why in `engine_skipped`) or "skip"."""
+    else say why in `engine_skipped`) or "skip"; `with_int8` adds the int8 model (`export.int8`)."""
     if precision not in trt.PRECISIONS:
         raise ValueError(f"precision must be one of {trt.PRECISIONS}, not {precision!r}")
     out = Path(out_dir) if out_dir is not None else onnx.default_out_dir(checkpoint)
     with_ofe = onnx.has_flow_encoder(checkpoint)
     status = trt.probe_tensorrt() if engine != "skip" else None
     build = status is not None and status.missing is None
-    names = planned_artifacts(with_ofe, precision, build)
+    names = planned_artifacts(with_ofe, precision, build, with_int8)
     for name in names:  # refuse before doing any work, not halfway through
         refuse_overwrite(out / name, force, "artifact folder")
     ensure_writable_dir(out)
     steps = Steps(
         onnx.STEPS_PER_ARTIFACT * (1 + with_ofe)
         + fp16.STEPS * (precision == "fp16")
+        + int8.STEPS * with_int8
         + trt.BUILD_STEPS * build,
         desc=f"export {ckpt_io.checkpoint_dir(checkpoint).name}",
     )
@@ -90,6 +98,8 @@ def export_all(
         )
         if precision == "fp16":
             result.artifacts.append(fp16.export_fp16(checkpoint, out, **common))
+        if with_int8:
+            result.artifacts.append(int8.export_int8(checkpoint, out, target_psnr=int8_psnr, **common))
         if with_ofe:
             result.artifacts.append(
                 onnx.export_onnx(checkpoint, out, "flow_encoder", opset=opset, exporter=exporter, **common)
@@ -134,6 +144,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--weak-typing", action="store_true", help="TensorRT 10 only: fp32 ONNX + FP16 builder flag"
     )
     parser.add_argument("--seed", type=int, help="seed of the parity inputs (default: fresh)")
+    parser.add_argument(
+        "--int8",
+        action="store_true",
+        help="also write onnx-int8/: int8 convolutions where the frames keep --int8-psnr (CPU, OpenVINO)",
+    )
+    parser.add_argument(
+        "--int8-psnr",
+        type=float,
+        default=int8.DEFAULT_TARGET_PSNR,
+        metavar="DB",
+        help=f"PSNR the int8 model must keep against float32 (default {int8.DEFAULT_TARGET_PSNR:g} dB)",
+    )
 
 
 def describe(folder: Path) -> str:
@@ -172,6 +194,8 @@ def run_export(argv: Sequence[str] | None, prog: str, require_engine: bool) -> i
         workspace_gib=args.workspace_gib,
         timing_cache=args.timing_cache,
         seed=args.seed,
+        with_int8=args.int8,
+        int8_psnr=args.int8_psnr,
     )
     for folder in result.artifacts:
         print(describe(folder))

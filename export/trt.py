@@ -504,8 +504,7 @@ def export_engine(
     status: TensorRTStatus | None = None,
 ) -> Path:
     """Build and verify `out_dir/trt-<precision>/` from the ONNX artifact of the same checkpoint."""
-    from export.manifest import resolve_artifact
-    from export.onnx import GENERATOR_DIR, reference_module
+    from export.onnx import GENERATOR_DIR, derived_source, reference_module
     from export.progress import steps_or_new
     from export.verify import module_runner, write_verified
     from runtime.fsutil import atomic_dir, ensure_writable_dir, refuse_overwrite, sha256_file
@@ -517,12 +516,7 @@ def export_engine(
     plan = plan_build(status.version, precision, weak_typing=weak_typing)
     profile = profile or parse_batch_profile(DEFAULT_BATCH)
     source = ckpt_io.load(checkpoint, components=["generator"])
-    onnx_manifest, onnx_path = resolve_artifact(Path(out_dir) / plan.source_dir)
-    if onnx_manifest.source_sha256 != source.weights_sha256:
-        raise ExportError(
-            f"{str(onnx_path.parent)!r} was exported from another checkpoint than {str(source.path)!r}; "
-            "export this checkpoint's ONNX first (`dtvnet export` does everything) or pass --force."
-        )
+    onnx_manifest, onnx_path = derived_source(source, out_dir, plan.source_dir)
     folder = Path(out_dir) / engine_dir(precision)
     refuse_overwrite(folder, force, "artifact folder")
     ensure_writable_dir(out_dir)

@@ -20,6 +20,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "export": ("export.pipeline", "checkpoint -> verified ONNX (fp32, fp16) and TensorRT artifacts"),
     "generate": ("runtime.generate", "turn a photo into a time-lapse video (mp4, gif, png frames)"),
     "demo": ("runtime.demo", "a time-lapse of a procedural landscape with the bundled demo model"),
+    "bench": ("benchmarks.fps", "frames/s, latency, end to end and quality of every engine here"),
 }
 
 OWN_PACKAGES = ("training", "export", "runtime", "benchmarks", "__main__")

@@ -2,7 +2,7 @@
 
 Usage:
     dtvnet generate IMAGE --artifact A --out out.mp4 [--seed S] [--motion-from video.mp4] [--clips N]
-                    [--fps 25] [--backend auto|onnxruntime|tensorrt|torch|triton] [--device D]
+                    [--fps 25] [--backend auto|onnxruntime|openvino|tensorrt|torch|triton] [--device D]
                     [--fit crop|letterbox] [--upscale] [--transition K] [--sheet sheet.png] [--batch-size B]
                     [--force]
     dtvnet generate --images DIR --artifact A --out DIR [--format mp4|gif|png|frames] [--seed S] ...

@@ -36,8 +36,9 @@ def test_compare_metrics():
 def test_bounds_per_engine_and_precision():
     assert bound_for("onnx", "fp32") == Bound(max_abs=1e-4)
     assert bound_for("onnx", "fp16").min_psnr == 40
-    with pytest.raises(ExportError, match=r"No parity bound .* int8"):
-        bound_for("onnx", "int8")
+    assert bound_for("onnx", "int8") == Bound(min_psnr=35.0)  # judged on landscapes (export.int8)
+    with pytest.raises(ExportError, match=r"No parity bound .* int8 tensorrt"):
+        bound_for("tensorrt", "int8")
     psnr_bound = Bound(min_psnr=40)
     assert psnr_bound.failures({"max_abs": 1.0, "psnr_db": 41.0}) == []
     assert psnr_bound.failures({"max_abs": 0.0, "psnr_db": 39.0}) == ["PSNR 39.00 dB is below 40 dB"]

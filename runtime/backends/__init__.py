@@ -1,5 +1,5 @@
-"""One interface over the engines that run an artifact: ONNX Runtime, TensorRT and PyTorch, and a
-model served by a Triton Inference Server (given by its URL instead of an artifact path).
+"""One interface over the engines that run an artifact: ONNX Runtime, OpenVINO, TensorRT and PyTorch,
+and a model served by a Triton Inference Server (given by its URL instead of an artifact path).
 
 A backend runs one graph (the generator, or the flow encoder for motion transfer) on named numpy
 arrays. Each lives in its own module, imported only when chosen, so that the ONNX Runtime and
@@ -10,6 +10,7 @@ fits an artifact, whether a loaded graph matches its manifest) live here, where 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -20,9 +21,10 @@ import numpy as np
 from export.manifest import MANIFEST_NAME, Manifest, TensorSpec, resolve_artifact, verify_integrity
 from runtime.errors import ArtifactError, BackendUnavailableError, ManifestError
 
-BACKENDS = ("onnxruntime", "tensorrt", "torch", "triton")
+BACKENDS = ("onnxruntime", "openvino", "tensorrt", "torch", "triton")
 SERVER_SCHEMES = ("http://", "https://")  # a model on a Triton server (runtime.backends.triton)
 ENGINE_BACKENDS = {"onnx": "onnxruntime", "tensorrt": "tensorrt", "torch": "torch"}
+ALSO_RUN_BY = {"onnx": ("openvino",)}  # engines other backends can run too, on request
 TENSORRT_SUFFIXES = (".plan", ".engine")
 CHECKPOINT_CONFIG = (
     "config.json"  # a checkpoint folder's config (training.checkpoint.CONFIG_FILE, torch-free)
@@ -44,6 +46,7 @@ class Backend(Protocol):
 
 INSTALL_HINTS = {
     "onnxruntime": "pip install onnxruntime (or, instead of it, onnxruntime-gpu)",
+    "openvino": "pip install openvino",
     "tensorrt": "install TensorRT and cuda-python beside an NVIDIA GPU (pip install 'dtvnet[gpu]')",
     "torch": "pip install torch",
     "triton": "pip install 'dtvnet[triton]'",
@@ -53,6 +56,7 @@ INSTALL_HINTS = {
 THIRD_PARTY = {
     "onnx",
     "onnxruntime",
+    "openvino",
     "tensorrt",
     "torch",
     "cuda",
@@ -91,8 +95,11 @@ def open_artifact(path: str | os.PathLike[str], kind: str = "generator") -> tupl
     return resolve_artifact(p)
 
 
-def choose_backend(manifest: Manifest, model_path: Path, requested: str = "auto") -> str:
-    """The backend for an artifact: TensorRT for engines, ONNX Runtime for .onnx, PyTorch for checkpoints.
+def choose_backend(
+    manifest: Manifest, model_path: Path, requested: str = "auto", device: str | None = None
+) -> str:
+    """The backend for an artifact: TensorRT for engines, ONNX Runtime for .onnx, PyTorch for checkpoints;
+    OpenVINO for int8 .onnx on the CPU where it is installed (the int8 export verifies it there).
 
     An explicit request must fit the artifact; the error says which backend does.
     """
@@ -114,12 +121,25 @@ def choose_backend(manifest: Manifest, model_path: Path, requested: str = "auto"
             f"Artifact {str(model_path)!r} is a {manifest.engine} artifact, which this runtime does not run; "
             "export an ONNX model or a TensorRT engine instead."
         )
-    if requested not in ("auto", fitting):
+    if requested not in ("auto", fitting, *ALSO_RUN_BY.get(manifest.engine, ())):
         raise BackendUnavailableError(
             f"Artifact {str(model_path)!r} is a {manifest.engine} artifact, which the {requested} backend "
             f"cannot run; use backend={fitting!r} (or auto)."
         )
-    return fitting
+    if requested == "auto" and prefers_openvino(manifest, device):
+        return "openvino"
+    return fitting if requested == "auto" else requested
+
+
+def prefers_openvino(manifest: Manifest, device: str | None) -> bool:
+    """int8 ONNX on the CPU goes to OpenVINO when it is installed: its int8 kernels are the fast path the
+    int8 export chose layers for and verified."""
+    return (
+        manifest.engine == "onnx"
+        and manifest.precision == "int8"
+        and parse_device(device)[0] in ("auto", "cpu")
+        and importlib.util.find_spec("openvino") is not None
+    )
 
 
 def open_backend(name: str, manifest: Manifest, model_path: Path, device: str | None = None) -> Backend:
@@ -184,7 +204,7 @@ def load_checked(
     require_kind(manifest, kind, where)
     check_manifest_shapes(manifest, where)
     verify_integrity(manifest, model_path)
-    return open_backend(choose_backend(manifest, model_path, backend), manifest, model_path, device)
+    return open_backend(choose_backend(manifest, model_path, backend, device), manifest, model_path, device)
 
 
 def numpy_dtype(spec: TensorSpec, where: str) -> type[np.floating[Any]]:

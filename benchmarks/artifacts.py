@@ -1,0 +1,77 @@
+"""The benchmarked model and its artifacts: exported on first use through `export`, reused after.
+
+A benchmark measures exactly what `dtvnet export` writes, so it calls the same export functions (each
+verifies its artifact before it lands). Artifacts are cached per checkpoint (by its weights' sha256)
+under the user cache, or in `--exports`; one exported from other weights or with another int8 target is
+exported again.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from export.manifest import resolve_artifact
+from runtime.errors import CheckpointError, ManifestError
+from runtime.fsutil import user_cache_dir
+
+log = logging.getLogger(__name__)
+
+
+def demo_checkpoint() -> Path | None:
+    """The bundled demo model, if this install has one."""
+    from runtime.demo import default_checkpoint
+
+    try:
+        return default_checkpoint()
+    except CheckpointError:
+        return None
+
+
+def benchmark_checkpoint(preset: str, folder: Path | None = None) -> Path:
+    """A checkpoint of `preset` with realistic random weights (training.realistic), made once and cached."""
+    from training import checkpoint as ckpt_io
+    from training.realistic import realistic_checkpoint
+
+    path = folder or user_cache_dir() / "bench" / f"realistic-{preset}"
+    try:
+        ckpt_io.read_info(path)
+    except CheckpointError:  # missing or damaged: make it
+        log.info("making a %s checkpoint with realistic random weights in %s", preset, path)
+        realistic_checkpoint(path, preset, seed=0)
+    return path
+
+
+def _current(folder: Path, weights_sha256: str, int8_psnr: float | None) -> bool:
+    try:
+        manifest, _ = resolve_artifact(folder)
+    except ManifestError:
+        return False
+    if manifest.source_sha256 != weights_sha256:
+        return False
+    return int8_psnr is None or manifest.extra.get("int8", {}).get("target_psnr") == int8_psnr
+
+
+def export_artifacts(
+    checkpoint: Path, exports: Path | None, *, fp16: bool, int8_psnr: float, engines: bool
+) -> Path:
+    """Every artifact the benchmark's lines run, in `exports` (default: cached per checkpoint)."""
+    from export import fp16 as fp16_export
+    from export import int8, onnx, trt
+    from training import checkpoint as ckpt_io
+
+    sha = ckpt_io.read_info(checkpoint).get("weights_sha256", "")
+    out = exports or user_cache_dir() / "bench" / "exports" / sha[:16]
+    out.mkdir(parents=True, exist_ok=True)
+    if not _current(out / onnx.GENERATOR_DIR, sha, None):
+        onnx.export_onnx(checkpoint, out, "generator", force=True)
+    if fp16 and not _current(out / fp16_export.FP16_DIR, sha, None):
+        fp16_export.export_fp16(checkpoint, out, force=True)
+    if not _current(out / int8.INT8_DIR, sha, int8_psnr):
+        int8.export_int8(checkpoint, out, target_psnr=int8_psnr, force=True)
+    if engines:
+        status = trt.probe_tensorrt()
+        for precision in ("fp16", "fp32") if status.missing is None else ():
+            if not _current(out / trt.engine_dir(precision), sha, None):
+                trt.export_engine(checkpoint, out, precision=precision, force=True, status=status)
+    return out

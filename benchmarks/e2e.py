@@ -1,0 +1,116 @@
+"""End to end: a photo file in, an mp4 file out, through `runtime.Generator` as `dtvnet generate` runs it.
+
+Batch 1 is the streaming path of `dtvnet generate --clips N`: chained clips, each started from the last
+frame of the one before (so each clip after the first delivers 31 new frames of 32, a ceiling of 96.9%
+of the engine's frames). Larger batches go through `run_many` (one clip per photo, batched), all clips
+written into one mp4. Loading and pre-processing, inference, and uint8 conversion plus mp4 encoding
+overlap in the runtime's threads; the clock runs from the call with the photo's path to the closed file.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from export.calibration import landscape, landscape_batch
+from runtime.generate import frame_count
+from runtime.generator import Generator, Throughput
+from runtime.writers import write_frames
+
+PHOTO_SIDE = 512  # the test photo is larger than the model, so it is resized as a user's photo would be
+FPS = 25.0
+
+
+@dataclass
+class EndToEnd:
+    """One line at one batch: delivered frames/s over the wall time, and what the runtime counted."""
+
+    batch: int
+    clips: int
+    frames: int
+    fps: float
+    engine_fps_inside: float  # the runtime's own engine-only count during these runs
+    engine_fps_alone: float  # the same engine calls without I/O, timed just before each run
+    first_frame_ms: float
+    runs: list[float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "batch": self.batch,
+            "clips": self.clips,
+            "frames": self.frames,
+            "frames_per_s": self.fps,
+            "runtime_engine_frames_per_s": self.engine_fps_inside,
+            "engine_alone_frames_per_s": self.engine_fps_alone,
+            "vs_engine_alone": self.fps / self.engine_fps_alone,
+            "first_frame_ms": self.first_frame_ms,
+            "runs_frames_per_s": self.runs,
+            "path": "stream (dtvnet generate --clips)" if self.batch == 1 else "run_many, batched",
+        }
+
+
+def write_photo(folder: Path, seed: int = 0) -> Path:
+    """A landscape photo (png) to feed the runtime by path."""
+    path = folder / "photo.png"
+    Image.fromarray(landscape(seed, PHOTO_SIDE)).save(path)
+    return path
+
+
+def _frames(generator: Generator, photo: Path, batch: int, clips: int) -> Iterator[np.ndarray]:
+    if batch == 1:
+        yield from generator.stream(photo, clips=clips, seed=0)
+        return
+    for clip in generator.run_many([photo] * clips, seed=0):
+        yield from clip.frames
+
+
+def measure_end_to_end(
+    artifact: Path, backend: str | None, device: str, batch: int, clips: int, repeats: int
+) -> EndToEnd:
+    """The median of `repeats` end-to-end runs of `clips` clips each, after a warm-up run of `batch` clips.
+
+    Before each run the same engine calls are timed without any I/O, in the same process and moment,
+    so that the end-to-end / engine ratio is not moved by load that drifts during a long benchmark."""
+    with (
+        tempfile.TemporaryDirectory(prefix="dtvnet-e2e-") as tmp,
+        Generator(artifact, backend=backend or "auto", device=device, batch_size=batch) as generator,
+    ):
+        photo = write_photo(Path(tmp))
+        write_frames(_frames(generator, photo, batch, batch), Path(tmp) / "warmup.mp4", FPS)
+        feeds = landscape_batch(list(range(batch)), generator.image_size, generator.motion_dim)
+        rates, engine, first, alone = [], [], [], []
+        frames = 0
+        for i in range(repeats):
+            start = time.perf_counter()
+            for _ in range(math.ceil(clips / batch)):  # the same engine calls, without any I/O
+                generator.infer(feeds["image"], feeds["motion"])
+            alone.append(math.ceil(clips / batch) * batch * generator.frames / (time.perf_counter() - start))
+            generator.stats = Throughput()
+            start = time.perf_counter()
+            out = write_frames(_frames(generator, photo, batch, clips), Path(tmp) / f"run{i}.mp4", FPS)
+            wall = time.perf_counter() - start
+            frames = frame_count(generator.frames, clips) if batch == 1 else clips * generator.frames
+            if not out.is_file():
+                raise RuntimeError(f"{out} was not written")
+            rates.append(frames / wall)
+            engine.append(generator.stats.engine_fps)
+            first.append(generator.stats.first_frame_seconds or 0.0)
+    return EndToEnd(
+        batch=batch,
+        clips=clips,
+        frames=frames,
+        fps=statistics.median(rates),
+        engine_fps_inside=statistics.median(engine),
+        engine_fps_alone=statistics.median(alone),
+        first_frame_ms=1e3 * statistics.median(first),
+        runs=[round(r, 1) for r in rates],
+    )

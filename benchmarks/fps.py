@@ -1,0 +1,318 @@
+"""`python benchmarks/fps.py` (or `dtvnet bench`): how fast every engine here makes time-lapse frames,
+side by side with the reference generator, in one run.
+
+Usage:
+    python benchmarks/fps.py [--quick] [--checkpoint CKPT | --preset paper] [--batch 1,4,8]
+        [--lines KEY,...] [--exports DIR] [--out benchmarks/results] [--machine NAME]
+        [--rounds N] [--min-runs N] [--min-seconds S] [--e2e-seconds S] [--no-e2e]
+        [--quality-checkpoint CKPT ...] [--no-quality]
+
+For every available line (engine x precision, `benchmarks.lines`) and batch size: warm-up, then rounds
+of timed calls interleaved across all lines (`benchmarks.timing`); clips/s and frames/s from the median
+latency, p50/p90/p99 per batch, achieved GFLOP/s (`training.model.generator_flops`) against the
+measured fp32 matmul peak, ratios to the reference line and to the paper's "31 FPS"; then end to end
+(photo in, mp4 out) through `runtime.Generator`, and the PSNR of each line's frames against float32.
+The model is the checkpoint given, else a paper-configuration checkpoint with realistic random weights
+(`training.realistic`); its artifacts come from `export` (cached per checkpoint). `--quick` (small
+model, batch 1, short runs) finishes in under a minute; CI runs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import logging
+import math
+import shlex
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks import lines as lines_lib
+from benchmarks.artifacts import benchmark_checkpoint, demo_checkpoint, export_artifacts
+from benchmarks.e2e import measure_end_to_end
+from benchmarks.machine import describe_machine, load_average, matmul_peaks, usable_cores
+from benchmarks.quality import describe_source, format_quality, measure_quality
+from benchmarks.report import PAPER_CLAIM, text_table, write_results
+from benchmarks.timing import Protocol, measure_interleaved
+from benchmarks.worker import start_workers
+from export.calibration import check_seeds, landscape_batch
+from export.int8 import DEFAULT_TARGET_PSNR
+
+log = logging.getLogger(__name__)
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+FULL = Protocol(warmup_runs=2, rounds=3, min_runs=5, min_seconds=2.0)
+QUICK = Protocol(warmup_runs=1, rounds=1, min_runs=3, min_seconds=0.2)
+FULL_BATCHES, QUICK_BATCHES = (1, 4, 8), (1,)
+E2E_SECONDS, QUICK_E2E_SECONDS = 6.0, 0.5
+E2E_REPEATS, QUICK_E2E_REPEATS = 3, 1
+INPUT_SEED = 11
+
+
+def batches_argument(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected positive batch sizes like 1,4,8, got {text!r}")
+    return values
+
+
+def keys_argument(text: str) -> tuple[str, ...]:
+    keys = tuple(k.strip() for k in text.split(",") if k.strip())
+    known = [line.key for line in lines_lib.LINES]
+    unknown = [k for k in keys if k not in known]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown line(s) {', '.join(unknown)}; choose from {', '.join(known)}"
+        )
+    return keys if "reference" in keys else ("reference", *keys)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="dtvnet bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small model, batch 1, short runs (< 1 minute)")
+    parser.add_argument("--checkpoint", type=Path, help="checkpoint to benchmark (default: realistic random)")
+    parser.add_argument(
+        "--preset", help="model preset of the default checkpoint (default paper; quick: small)"
+    )
+    parser.add_argument("--batch", type=batches_argument, help="batch sizes (default 1,4,8; quick: 1)")
+    parser.add_argument("--lines", type=keys_argument, help="line keys to run (default: all available)")
+    parser.add_argument("--exports", type=Path, help="artifact folder (default: cached per checkpoint)")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="results folder")
+    parser.add_argument("--machine", help="results file name (default: from the CPU / GPU name)")
+    parser.add_argument("--rounds", type=int, help="timing rounds, interleaved over all lines")
+    parser.add_argument("--min-runs", type=int, help="timed calls per line and batch in each round")
+    parser.add_argument("--min-seconds", type=float, help="seconds per line and batch in each round")
+    parser.add_argument("--e2e-seconds", type=float, help="length of each end-to-end run")
+    parser.add_argument("--no-e2e", action="store_true", help="skip the end-to-end runs")
+    parser.add_argument(
+        "--quality-checkpoint",
+        type=Path,
+        action="append",
+        default=[],
+        help="also measure quality on this checkpoint (repeatable; the bundled demo model is included)",
+    )
+    parser.add_argument("--no-quality", action="store_true", help="skip the quality measurements")
+    parser.add_argument(
+        "--int8-psnr", type=float, default=DEFAULT_TARGET_PSNR, help="int8 export target (dB)"
+    )
+    return parser.parse_args(argv)
+
+
+def protocol_for(args: argparse.Namespace) -> Protocol:
+    base = QUICK if args.quick else FULL
+    overrides = {
+        name: value
+        for name, value in (
+            ("rounds", args.rounds),
+            ("min_runs", args.min_runs),
+            ("min_seconds", args.min_seconds),
+        )
+        if value is not None
+    }
+    return replace(base, **overrides)
+
+
+def time_lines(
+    context: lines_lib.Context, keys: Sequence[str], batches: Sequence[int], protocol: Protocol, cfg: Any
+) -> tuple[dict[tuple[str, int], dict[str, Any]], dict[str, str], dict[str, str]]:
+    """Engine-only timings of every available line at every batch, each line in its own process:
+    (key, batch) -> summary; skipped lines -> reason; timed lines -> what ran them."""
+    skipped = {}
+    for key in keys:
+        reason = lines_lib.unavailable(lines_lib.line(key), context)
+        if reason:
+            skipped[key] = reason
+    rng = np.random.default_rng(INPUT_SEED)
+    feeds = {b: landscape_batch(check_seeds(rng, b), cfg.image_size, cfg.motion_dim) for b in batches}
+    available = [k for k in keys if k not in skipped]
+    print(f"loading {', '.join(available)} (one process each)...", file=sys.stderr, flush=True)
+    workers = {w.key: w for w in start_workers(available, context, feeds)}
+    try:
+        cells = [(key, b) for b in batches for key, w in workers.items() if (w.max_batch or b) >= b]
+        for key, worker in workers.items():
+            if worker.max_batch is not None and worker.max_batch < max(batches):
+                skipped[f"{key} batch > {worker.max_batch}"] = "outside the engine's optimization profile"
+        blocks = [functools.partial(workers[key].block, b) for key, b in cells]
+        samples = measure_interleaved(
+            blocks,
+            protocol,
+            on_round=lambda r: print(f"timing round {r + 1}/{protocol.rounds} done", file=sys.stderr),
+        )
+    finally:
+        for worker in workers.values():
+            worker.close()
+    timings = {cell: sample.summary() for cell, sample in zip(cells, samples, strict=True)}
+    return timings, skipped, {key: w.device for key, w in workers.items()}
+
+
+def line_entries(
+    timings: dict[tuple[str, int], dict[str, Any]],
+    devices: dict[str, str],
+    gflop: float,
+    frames: int,
+    peak: float,
+) -> list[dict[str, Any]]:
+    """One results entry per line and batch, with every derived rate and ratio."""
+    reference = {b: t for (k, b), t in timings.items() if k == "reference"}
+    entries = []
+    for (key, batch), timing in timings.items():
+        item = lines_lib.line(key)
+        clips = batch / (timing["latency_ms"]["p50"] / 1e3)
+        ref = reference.get(batch)
+        ref_clips = batch / (ref["latency_ms"]["p50"] / 1e3) if ref else None
+        entries.append(
+            {
+                "key": key,
+                "label": item.label,
+                "engine": item.engine,
+                "precision": item.precision,
+                "artifact": item.artifact,
+                "device": devices[key],
+                "note": item.note,
+                "reference": item.reference,
+                "batch": batch,
+                **timing,
+                "clips_per_s": clips,
+                "frames_per_s": clips * frames,
+                "gflops": clips * gflop,
+                "pct_fp32_peak": 100 * clips * gflop / peak if peak else None,
+                "vs_reference": clips / ref_clips if ref_clips else None,
+                "vs_paper_frames": clips * frames / PAPER_CLAIM,
+                "vs_paper_clips": clips / PAPER_CLAIM,
+            }
+        )
+    return entries
+
+
+def add_end_to_end(
+    entries: list[dict[str, Any]], context: lines_lib.Context, seconds: float, repeats: int
+) -> None:
+    """End-to-end runs for every line the runtime can run, at each batch; stored in its entry."""
+    for entry in entries:
+        item = lines_lib.line(entry["key"])
+        if item.runtime_backend is None:
+            continue
+        batch = entry["batch"]
+        clips = max(2 * batch, math.ceil(seconds * entry["clips_per_s"] / batch) * batch)
+        print(f"end to end: {item.label}, batch {batch}, {clips} clips...", file=sys.stderr, flush=True)
+        artifact, kwargs = lines_lib.runtime_artifact(item, context)
+        result = measure_end_to_end(artifact, kwargs["backend"], kwargs["device"], batch, clips, repeats)
+        entry["e2e"] = {**result.to_dict(), "vs_engine": result.fps / entry["frames_per_s"]}
+
+
+def summarize(entries: list[dict[str, Any]], quality: dict[str, Any] | None) -> dict[str, Any]:
+    """The best CPU path against the reference, each at its best batch, with its quality and e2e ratio;
+    also against the faster of the reference's thread layouts (the conservative ratio on a busy machine)."""
+    cpu = [e for e in entries if lines_lib.line(e["key"]).device == "cpu"]
+    ref = [e for e in cpu if e["reference"]]
+    variants = [e for e in cpu if lines_lib.line(e["key"]).loader == "reference"]
+    others = [e for e in cpu if lines_lib.line(e["key"]).loader != "reference"]
+    if not ref or not others:
+        return {}
+    best_ref = max(ref, key=lambda e: e["frames_per_s"])
+    fastest_ref = max(variants, key=lambda e: e["frames_per_s"])
+    best = max(others, key=lambda e: e["frames_per_s"])
+    psnr = (quality or {}).get("lines", {}).get(best["key"], {}).get("psnr_db_min")
+    return {
+        "best_key": best["key"],
+        "best_label": best["label"],
+        "best_batch": best["batch"],
+        "best_fps": best["frames_per_s"],
+        "reference_best_fps": best_ref["frames_per_s"],
+        "reference_best_batch": best_ref["batch"],
+        "best_vs_reference_best": best["frames_per_s"] / best_ref["frames_per_s"],
+        "fastest_reference_layout": fastest_ref["label"],
+        "fastest_reference_fps": fastest_ref["frames_per_s"],
+        "best_vs_fastest_reference": best["frames_per_s"] / fastest_ref["frames_per_s"],
+        "best_psnr_db_min": psnr,
+        "best_e2e_vs_engine": (best.get("e2e") or {}).get("vs_engine_alone"),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    protocol = protocol_for(args)
+    batches = args.batch or (QUICK_BATCHES if args.quick else FULL_BATCHES)
+    preset = args.preset or ("small" if args.quick else "paper")
+    from training import checkpoint as ckpt_io
+    from training.model import generator_flops
+
+    checkpoint = args.checkpoint or benchmark_checkpoint(preset)
+    info = ckpt_io.read_info(checkpoint)
+    cfg = info["config"]
+    machine = describe_machine(usable_cores(), args.machine)
+    print(f"machine {machine.name}: load average {machine.load_before}", file=sys.stderr)
+    peaks = matmul_peaks(machine.threads)
+    exports = export_artifacts(
+        checkpoint, args.exports, fp16=not args.quick, int8_psnr=args.int8_psnr, engines=not args.quick
+    )
+    context = lines_lib.Context(Path(checkpoint), exports)
+    keys = args.lines or tuple(line.key for line in lines_lib.LINES)
+    timings, skipped, devices = time_lines(context, keys, batches, protocol, cfg)
+    gflop = generator_flops(cfg) / 1e9
+    peak = max(peaks.values(), default=0.0)
+    entries = line_entries(timings, devices, gflop, cfg.frames, peak)
+    if not args.no_e2e:
+        seconds = args.e2e_seconds or (QUICK_E2E_SECONDS if args.quick else E2E_SECONDS)
+        add_end_to_end(entries, context, seconds, QUICK_E2E_REPEATS if args.quick else E2E_REPEATS)
+    qualities: list[dict[str, Any]] = []
+    if not args.no_quality:
+        demo = demo_checkpoint()
+        extra = [*args.quality_checkpoint, *([demo] if demo else [])]
+        cpu_keys = [k for k in keys if lines_lib.line(k).device == "cpu" and k not in skipped]
+        for path in [Path(checkpoint), *extra]:
+            print(f"quality: {path}...", file=sys.stderr, flush=True)
+            exports_q = exports if path == Path(checkpoint) else None
+            qualities.append(
+                measure_quality(
+                    path, exports_q, keys=cpu_keys, images=4 if args.quick else 8, int8_psnr=args.int8_psnr
+                )
+            )
+        own = qualities[0]
+        for entry in entries:
+            entry["psnr_db"] = own["lines"].get(entry["key"], {}).get("psnr_db_min")
+    machine.load_after = load_average()
+    results = {
+        "benchmark": "dtvnet fps",
+        "command": shlex.join(["python", "benchmarks/fps.py", *(argv if argv is not None else sys.argv[1:])]),
+        "machine": machine.to_dict(),
+        "matmul_fp32_gflops": peaks,
+        "peak_fp32_gflops": peak,
+        "model": {
+            "checkpoint": str(checkpoint),
+            "source": describe_source(info),
+            "preset_or_source": Path(args.checkpoint).name if args.checkpoint else f"{preset} preset",
+            "config": cfg.to_dict(),
+            "image_size": cfg.image_size,
+            "frames": cfg.frames,
+            "gflop_per_clip": gflop,
+            "exports": str(exports),
+        },
+        "protocol": {**protocol.to_dict(), "batches": list(batches), "quick": args.quick},
+        "paper_claim": "31 FPS on one GTX 1080 Ti (frames or clips not stated: both ratios given)",
+        "lines": entries,
+        "skipped": skipped,
+        "summary": summarize(entries, qualities[0] if qualities else None),
+        "quality": qualities,
+    }
+    print(text_table(results))
+    for quality in qualities:
+        print()
+        print(format_quality(quality))
+    json_path, md_path = write_results(results, args.out)
+    print(f"\nwrote {json_path} and {md_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    from runtime.cli import run_cli
+
+    sys.exit(run_cli(main))

@@ -1,0 +1,95 @@
+"""The benchmark: `--quick` end to end (what CI runs), and the arithmetic behind every ratio it reports."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks import fps, lines
+from benchmarks.machine import machine_name, matmul_peaks
+from benchmarks.timing import Protocol, measure_interleaved, run_block
+
+
+def timing(p50_ms: float) -> dict:
+    return {
+        "runs": 3,
+        "latency_ms": {"p50": p50_ms, "p90": p50_ms, "p99": p50_ms, "mean": p50_ms, "min": p50_ms},
+    }
+
+
+def test_rates_and_ratios_come_from_the_median_latency():
+    timings = {("reference", 1): timing(100.0), ("ov-int8", 1): timing(25.0), ("ov-int8", 4): timing(80.0)}
+    devices = {"reference": "torch", "ov-int8": "openvino"}
+    entries = {(e["key"], e["batch"]): e for e in fps.line_entries(timings, devices, 38.5, 32, 500.0)}
+    ref, fast, batched = entries["reference", 1], entries["ov-int8", 1], entries["ov-int8", 4]
+    assert ref["clips_per_s"] == pytest.approx(10.0) and ref["frames_per_s"] == pytest.approx(320.0)
+    assert ref["vs_reference"] == pytest.approx(1.0) and fast["vs_reference"] == pytest.approx(4.0)
+    assert batched["clips_per_s"] == pytest.approx(50.0) and batched["vs_reference"] is None  # no ref at 4
+    assert fast["gflops"] == pytest.approx(40 * 38.5) and fast["pct_fp32_peak"] == pytest.approx(308.0)
+    assert fast["vs_paper_frames"] == pytest.approx(1280 / 31) and fast["vs_paper_clips"] == pytest.approx(
+        40 / 31
+    )
+    summary = fps.summarize(list(entries.values()), {"lines": {"ov-int8": {"psnr_db_min": 36.5}}})
+    assert summary["best_key"] == "ov-int8" and summary["best_batch"] == 4
+    assert summary["best_vs_reference_best"] == pytest.approx(5.0) and summary["best_psnr_db_min"] == 36.5
+    passive = fps.line_entries(
+        {("reference-passive", 4): timing(200.0)}, {"reference-passive": "torch"}, 38.5, 32, 1
+    )
+    conservative = fps.summarize([*entries.values(), *passive], None)
+    assert conservative["best_key"] == "ov-int8"  # a reference layout is never the best path
+    assert conservative["best_vs_fastest_reference"] == pytest.approx(2.5)  # 50 clips/s vs 20
+
+
+def test_rounds_interleave_every_configuration():
+    calls: list[str] = []
+
+    def block(name: str):
+        return lambda runs, seconds: run_block(lambda: calls.append(name), runs, seconds)
+
+    protocol = Protocol(warmup_runs=1, rounds=2, min_runs=2, min_seconds=0.0)
+    samples = measure_interleaved([block("a"), block("b")], protocol)
+    assert calls == ["a", "b", "a", "a", "b", "b", "a", "a", "b", "b"]  # warm-up, then round by round
+    assert [len(r) for r in samples[0].rounds] == [2, 2] and samples[1].summary()["runs"] == 4
+    assert len(run_block(lambda: None, min_runs=5, min_seconds=0.0)) == 5
+
+
+def test_machine_name_and_peaks():
+    assert machine_name("AMD EPYC 9R45 (x86)", 2, None) == "amd-epyc-9r45-x86-2c"
+    assert machine_name("Xeon", 8, "NVIDIA H100 80GB HBM3") == "xeon-8c-nvidia-h100-80gb-hbm3"
+    peaks = matmul_peaks(threads=1, size=64, repeats=1)
+    assert "numpy (OpenBLAS)" in peaks and all(v > 0 for v in peaks.values())
+
+
+def test_gpu_lines_say_why_they_cannot_run(tmp_path: Path):
+    from tests.conftest import cuda_available
+
+    if cuda_available():
+        pytest.skip("this machine has a GPU")
+    context = lines.Context(tmp_path, tmp_path)
+    for item in lines.LINES:
+        if item.device != "cpu":
+            assert lines.unavailable(item, context) == "no CUDA GPU"
+    assert lines.unavailable(lines.line("ort-int8"), context) == "no onnx-int8 artifact was exported"
+
+
+@pytest.mark.slow
+def test_quick_benchmark_writes_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # its checkpoint and exports
+    assert fps.main(["--quick", "--out", str(tmp_path / "results"), "--machine", "ci"]) == 0
+    results = json.loads((tmp_path / "results" / "ci.json").read_text())
+    assert (tmp_path / "results" / "ci.md").read_text().startswith("# dtvnet fps")
+    entries = {e["key"]: e for e in results["lines"]}
+    assert entries["reference"]["vs_reference"] == 1.0 and entries["reference"]["batch"] == 1
+    for key in ("ort-fp32", "ort-int8", "ov-fp32", "ov-bf16", "ov-int8"):
+        entry = entries[key]
+        assert entry["frames_per_s"] == pytest.approx(32 * entry["clips_per_s"]) and entry["runs"] >= 3
+        assert entry["vs_reference"] > 0 and entry["psnr_db"] is not None
+    for key in ("reference", "ort-fp32", "ov-int8"):  # the runtime runs these end to end
+        e2e = entries[key]["e2e"]
+        assert e2e["frames"] > 0 and e2e["vs_engine"] > 0 and e2e["vs_engine_alone"] > 0
+    assert entries["ov-int8"]["psnr_db"] >= 35.0 and entries["ov-fp32"]["psnr_db"] > 80
+    assert "onnxruntime" in results["machine"]["libraries"] and len(results["machine"]["load_after"]) == 3
+    assert results["peak_fp32_gflops"] > 0 and results["summary"]["best_key"] != "reference"
+    assert results["quality"][0]["lines"]["ov-int8"]["psnr_db_min"] == entries["ov-int8"]["psnr_db"]

@@ -1,0 +1,165 @@
+"""int8 export: QDQ insertion, FLOP accounting, accuracy-aware layer choice, parity, and the runtime's
+choice of OpenVINO for it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto
+
+from export.calibration import (
+    CALIBRATION_SEEDS,
+    CHECK_SEED_OFFSET,
+    SELECTION_SEEDS,
+    check_seeds,
+    landscape,
+    landscape_batch,
+)
+from export.int8 import (
+    activation_ranges,
+    conv_sites,
+    export_int8,
+    quantize_convs,
+    quantize_generator,
+    uint8_params,
+)
+from export.manifest import resolve_artifact
+from export.verify import default_batches, default_inputs, landscape_inputs, onnxruntime_runner
+from runtime.errors import ExportError
+from training.model import generator_flops, preset
+from training.model.flops import generator_macs
+
+openvino = pytest.importorskip("openvino")
+
+
+@pytest.fixture(scope="module")
+def fp32_model(tiny_exports: Path) -> onnx.ModelProto:
+    return onnx.load(str(tiny_exports / "onnx-fp32" / "model.onnx"))
+
+
+@pytest.fixture(scope="module")
+def int8_dir(realistic_tiny: Path, tiny_exports: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("int8")
+    shutil.copytree(tiny_exports / "onnx-fp32", out / "onnx-fp32")
+    return export_int8(realistic_tiny, out, seed=0)
+
+
+def test_conv_flops_match_the_analytic_count(fp32_model):
+    config = preset("tiny")
+    macs = generator_macs(config)
+    linear = config.motion_dim**2 * (config.mapping_layers + config.motion_blocks * config.style_layers)
+    linear += config.motion_blocks * config.motion_dim * 2 * config.ngf
+    sites = conv_sites(fp32_model)
+    assert len(sites) == 2 + 1 + 2 * config.content_blocks + 1 + 2 * config.motion_blocks + 1 + 4
+    assert sum(s.flops for s in sites) == generator_flops(config) - 2 * linear
+    assert sum(s.flops for s in sites if "content" in s.weight) == 2 * macs["content"]
+
+
+def test_uint8_parameters_cover_the_range_and_zero():
+    scale, zero = uint8_params(-1.0, 3.0)
+    assert scale == pytest.approx(4 / 255) and zero == round(1 / scale)
+    assert uint8_params(0.5, 2.0) == (pytest.approx(2 / 255), 0)  # zero stays representable
+    assert uint8_params(-2.0, -1.0) == (pytest.approx(2 / 255), 255)
+    assert uint8_params(0.0, 0.0) == (1.0, 0)  # a dead tensor still gets a valid scale
+
+
+def test_quantize_convs_rewires_only_the_chosen_layers(fp32_model):
+    sites = conv_sites(fp32_model)
+    feeds = [landscape_batch(list(CALIBRATION_SEEDS)[:4], 32, 32)]
+    ranges = activation_ranges(fp32_model, [s.activation for s in sites], feeds)
+    chosen = [sites[3], next(s for s in sites if s.op == "ConvTranspose"), sites[-1]]
+    model8 = quantize_convs(fp32_model, chosen, ranges)
+    onnx.checker.check_model(model8, full_check=True)
+    nodes = {n.name: n for n in model8.graph.node}
+    inits = {i.name: i for i in model8.graph.initializer}
+    for site in sites:
+        node = nodes[site.node]
+        if site in chosen:
+            assert node.input[0].endswith(".x_dq") and node.input[1].endswith(".w_dq")
+            assert inits[f"{site.node}.w_q"].data_type == TensorProto.INT8
+            if site.bias is not None:
+                assert inits[f"{site.node}.b_q"].data_type == TensorProto.INT32
+            assert site.weight not in inits  # the float weight is gone
+        else:
+            assert node.input[1] == site.weight and site.weight in inits
+    assert sum(n.op_type == "QuantizeLinear" for n in model8.graph.node) == len(chosen)
+    exact, quantized = (onnxruntime_runner(m.SerializeToString()) for m in (fp32_model, model8))
+    check = landscape_batch(check_seeds(np.random.default_rng(0), 2), 32, 32)
+    error = np.abs(exact(check) - quantized(check))
+    assert 0 < error.mean() < 0.02  # quantized, and close
+
+
+def test_an_unreachable_target_is_an_error(fp32_model):
+    with pytest.raises(ExportError, match="No convolution can be int8 while the frames keep 200 dB"):
+        quantize_generator(fp32_model, 32, 32, target_psnr=200.0)
+
+
+def test_int8_artifact_is_verified_on_landscapes_with_both_engines(int8_dir: Path):
+    manifest, model_path = resolve_artifact(int8_dir)
+    report = manifest.extra["int8"]
+    assert manifest.precision == "int8" and manifest.engine == "onnx"
+    from runtime.backends.openvino import bf16_supported
+
+    precision = "bf16" if bf16_supported() else "f32"  # what this CPU computes, as verified
+    assert (
+        manifest.extra["openvino"] == {"inference_precision": precision}
+        and report["float_precision"] == precision
+    )
+    assert report["int8_layers"] and report["float_layers"]  # tiny: quality allows some, not all
+    assert 0 < report["int8_flop_share"] < 1
+    assert report["selection_psnr_db"] >= report["target_psnr"]
+    parity = manifest.parity
+    assert parity["passed"] and parity["inputs"] == "landscape_inputs" and parity["batches"] == [4, 8]
+    assert parity["psnr_db"] >= 35.0
+    (ov_label,) = parity["extra_checks"]
+    assert ov_label.startswith("openvino") and parity["extra_checks"][ov_label]["psnr_db"] >= 35.0
+    model = onnx.load(str(model_path))
+    int8_weights = {i.name for i in model.graph.initializer if i.data_type == TensorProto.INT8}
+    assert len([n for n in int8_weights if n.endswith(".w_q")]) == len(report["int8_layers"])
+    assert json.loads((int8_dir / "manifest.json").read_text())["precision"] == "int8"
+
+
+def test_int8_parity_defaults(int8_dir: Path, tiny_exports: Path):
+    int8_manifest, _ = resolve_artifact(int8_dir)
+    fp32_manifest, _ = resolve_artifact(tiny_exports / "onnx-fp32")
+    assert default_inputs(int8_manifest) is landscape_inputs and default_batches(int8_manifest) == (4, 8)
+    assert default_inputs(fp32_manifest).__name__ == "random_inputs" and default_batches(fp32_manifest) == (
+        1,
+        4,
+    )
+
+
+def test_landscapes_are_deterministic_and_never_calibration_images(tiny_exports: Path):
+    a, b = landscape(3), landscape(3)
+    assert a.dtype == np.uint8 and a.shape == (256, 256, 3) and np.array_equal(a, b)
+    assert not np.array_equal(a, landscape(4))
+    seeds = check_seeds(np.random.default_rng(1), 50)
+    assert min(seeds) >= CHECK_SEED_OFFSET > max(CALIBRATION_SEEDS.stop, SELECTION_SEEDS.stop)
+    assert set(CALIBRATION_SEEDS).isdisjoint(SELECTION_SEEDS)
+    manifest, _ = resolve_artifact(tiny_exports / "onnx-fp32")
+    one = landscape_inputs(manifest, 2, np.random.default_rng(5))
+    assert one["image"].shape == (2, 3, 32, 32) and one["motion"].shape == (2, 32)
+    assert one["image"].min() >= -1 and one["image"].max() <= 1 and one["image"].std() > 0.1
+    assert np.array_equal(one["image"], landscape_inputs(manifest, 2, np.random.default_rng(5))["image"])
+
+
+def test_runtime_runs_int8_on_openvino_and_onnxruntime(int8_dir: Path, tiny_exports: Path):
+    from runtime import Generator
+
+    photo = landscape(9, 64)
+    with Generator(int8_dir) as fast, Generator(int8_dir, backend="onnxruntime") as ort_gen:
+        assert fast.backend.name == "openvino" and fast.backend.device.endswith(f"{fast.backend.precision})")
+        assert ort_gen.backend.name == "onnxruntime"
+        frames = np.stack(list(fast.run(photo, seed=3)))
+        reference = np.stack(list(ort_gen.run(photo, seed=3)))
+    with Generator(tiny_exports / "onnx-fp32") as exact:
+        float_frames = np.stack(list(exact.run(photo, seed=3)))
+    assert frames.shape == float_frames.shape == (8, 32, 32, 3)
+    mse = np.mean((frames.astype(float) - float_frames) ** 2)
+    assert 10 * np.log10(255**2 / mse) > 33  # uint8 frames, int8 + bf16 against float32
+    assert np.abs(reference.astype(int) - float_frames).max() < 64
