@@ -17,6 +17,9 @@ from runtime.errors import DTVNetError
 # name -> (module with main(argv) -> int, one-line help). Add a line when a subcommand lands.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "checkpoint": ("training.checkpoint", "inspect checkpoints; convert a reference DTV_G.pth"),
+    "data": ("training.data.synth", "training data tools: write procedural time-lapse clips"),
+    "train": ("training.train", "train DTVNet on time-lapse clips (resumable)"),
+    "evaluate": ("training.evaluate", "PSNR, SSIM and Flow-MSE of a checkpoint on held-out clips"),
 }
 
 OWN_PACKAGES = ("training", "export", "runtime", "benchmarks", "__main__")

@@ -14,6 +14,11 @@ TORCH_FREE = [
     "runtime.seeded_normal",
     "runtime.imaging",
     "training.flow.dis",
+    "training.flow.estimator",
+    "training.flow.cache",
+    "training.data.clips",
+    "training.data.synth",
+    "training.demo",
     "runtime.cli",
     "export.manifest",
 ]

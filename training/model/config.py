@@ -101,6 +101,20 @@ PRESETS: dict[str, DTVNetConfig] = {
         d_channels=16,
         d_downsamples=4,
     ),
+    # The bundled demo model (training/MODEL_CARD.md): "small" with a 4x cheaper discriminator, which
+    # is not shipped and only needs to critique 64x64 clips; it leaves more CPU steps for the generator.
+    "demo": DTVNetConfig(
+        image_size=64,
+        frames=32,
+        ngf=32,
+        motion_dim=128,
+        content_blocks=4,
+        motion_blocks=3,
+        ofe_channels=16,
+        ofe_downsamples=4,
+        d_channels=8,
+        d_downsamples=4,
+    ),
 }
 
 
