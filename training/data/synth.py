@@ -71,7 +71,7 @@ def draw_scene(rng: np.random.Generator, size: int) -> SceneParams:
     """Random scene parameters; the wind speed range scales with `size`."""
     speed = rng.uniform(*SPEED_RANGE_128) * size / 128
     angle = rng.uniform(0, 2 * np.pi)
-    has_water = rng.random() < 0.4
+    has_water = rng.random() < 0.5
     horizon = rng.uniform(0.6, 0.78)
     return SceneParams(
         palette=str(rng.choice(list(_PALETTES))),
@@ -131,6 +131,11 @@ def render_clip(seed: int | Sequence[int], frames: int = 48, size: int = 128) ->
 
     # Terrain: masks and colours of each range (far first), constant over time.
     y = np.arange(size)[:, None] / size
+    # Static texture (rock, grass) on the terrain: real landscapes have it, and it keeps the optical
+    # flow of still ground well defined, where a flat dark band would leave it to noise.
+    grain_spectrum = _cloud_spectrum(rng, size, 1.0)[0]
+    grain = np.fft.ifft2(grain_spectrum).real
+    grain = (grain / (grain.std() + 1e-9))[:, :, None]
     terrain_alpha = np.zeros((size, size, 1))
     terrain_rgb = np.zeros((size, size, 3))
     for i in range(p.ridges):
@@ -139,13 +144,16 @@ def render_clip(seed: int | Sequence[int], frames: int = 48, size: int = 128) ->
         line = base - height * (0.5 + 0.5 * _ridge(rng, size, rng.uniform(0.45, 0.6)))
         alpha = np.clip((y - line[None, :]) * size, 0, 1)[:, :, None]  # one-pixel soft edge
         haze = 0.55 - 0.35 * i
-        colour = (1 - haze) * rng.uniform(0.05, 0.25, 3) + haze * horizon_rgb
+        colour = (1 - haze) * rng.uniform(0.12, 0.35, 3) + haze * horizon_rgb
         shade = colour * (0.75 + 0.25 * np.clip((y - line[None, :]) * 4, 0, 1)[:, :, None])
+        shade = shade * (1 + 0.12 * grain)
         terrain_rgb = terrain_rgb * (1 - alpha) + shade * alpha
         terrain_alpha = terrain_alpha + alpha * (1 - terrain_alpha)
     # Foreground below the ranges (water takes its place when the scene has water).
     ground = np.clip((y - (p.horizon + 0.06))[:, :, None] * size, 0, 1) * (p.water == 0)
-    ground_rgb = rng.uniform(0.04, 0.16, 3) * (1.0 - 0.4 * np.clip(y - p.horizon, 0, 1))[:, :, None]
+    earth = np.array([0.22, 0.34, 0.14]) + rng.random() * np.array([0.14, -0.06, 0.04])  # grass to soil
+    ground_rgb = earth * rng.uniform(0.7, 1.3) * (1.0 - 0.4 * np.clip(y - p.horizon, 0, 1))[:, :, None]
+    ground_rgb = ground_rgb * (1 + 0.18 * grain)
     terrain_rgb = terrain_rgb * (1 - ground) + ground_rgb * ground
     terrain_alpha = terrain_alpha + ground * (1 - terrain_alpha)
 
