@@ -138,6 +138,25 @@ class EvalReport:
                 f"between the motions one image gets from its two most different references: mean "
                 f"{t['mean_angle_deg']:.1f} deg "
                 f"(reference clips themselves: {t['mean_reference_angle_deg']:.1f} deg).",
+                "",
+                "| image | reference clips | their mean flows (u, v) px/frame | generated mean flows (u, v) "
+                "| angle between the generated |",
+                "| --- | --- | --- | --- | --- |",
+            ]
+            for p in t["per_image"]:
+                ref = " / ".join(f"({u:+.3f}, {v:+.3f})" for u, v in p["reference_mean_flow"])
+                gen = " / ".join(f"({u:+.3f}, {v:+.3f})" for u, v in p["generated_mean_flow"])
+                pair = " & ".join(str(k) for k in p["references"])
+                lines.append(
+                    f"| {p['image']} | {pair} | {ref} | {gen} | {p['generated_angle_deg']:.1f} deg |"
+                )
+        if self.transfer.get("random_mean_pairwise_angle_deg") is not None:
+            t = self.transfer
+            lines += [
+                "",
+                f"Random motion: {t['random_vectors']} seeded N(0, I) vectors per image give mean flows "
+                f"{t['random_mean_pairwise_angle_deg']:.1f} deg apart on average (pairs of vectors), at a "
+                f"mean speed of {t['random_mean_speed']:.3f} px/frame.",
             ]
         return "\n".join(lines)
 
@@ -160,9 +179,12 @@ def mean_flow(flows: np.ndarray) -> np.ndarray:
     return flows[:, 1:].reshape(2, -1).mean(axis=1)
 
 
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
+
+
 def _angle_deg(a: np.ndarray, b: np.ndarray) -> float:
-    cos = float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
-    return math.degrees(math.acos(max(-1.0, min(1.0, cos))))
+    return math.degrees(math.acos(max(-1.0, min(1.0, _cosine(a, b)))))
 
 
 @torch.no_grad()
@@ -224,7 +246,9 @@ def evaluate(
         for m, rows in scores.items()
     }
     if transfer:
-        report.transfer = motion_transfer(generator, flow_encoder, windows[:transfer], estimator, dev)
+        report.transfer = motion_transfer(
+            generator, flow_encoder, windows[:transfer], estimator, dev, seed=seed
+        )
     return report
 
 
@@ -235,25 +259,38 @@ def motion_transfer(
     windows: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
     estimator: FlowEstimator,
     device: torch.device,
+    random_vectors: int = 8,
+    seed: int = 0,
 ) -> dict[str, Any]:
-    """Drive every clip's first frame with every clip's encoded motion; compare mean flow directions."""
+    """Drive every clip's first frame with every clip's encoded motion; compare mean flow directions.
+
+    Also drives each image with `random_vectors` seeded N(0, I) vectors (what `dtvnet demo` does by
+    default) and reports the mean angle between the directions they produce and their mean speed.
+    """
     flows = torch.stack([torch.from_numpy(w[1]) for w in windows]).to(device)
     motions = flow_encoder.encode(flows)
+    randoms = torch.randn(random_vectors, motions.shape[1], generator=torch.Generator().manual_seed(seed))
     reference = np.stack([mean_flow(w[1]) for w in windows])  # [R, 2]
-    pairs = []
+    pairs: list[float] = []
     per_image = []
+    random_angles: list[float] = []
+    random_speeds: list[float] = []
+
+    def mean_flows(image: torch.Tensor, vectors: torch.Tensor) -> np.ndarray:
+        batch = image.unsqueeze(0).to(device).expand(len(vectors), -1, -1, -1)
+        videos = to_uint8_frames(generator(batch, vectors.to(device)).video.cpu().numpy())
+        return np.stack([mean_flow(estimator(v)) for v in videos])
+
     for i, (frames, _, _) in enumerate(windows):
-        image = frames_to_tensor(frames)[:, 0].unsqueeze(0).to(device).expand(len(windows), -1, -1, -1)
-        videos = to_uint8_frames(generator(image, motions).video.cpu().numpy())
-        generated = np.stack([mean_flow(estimator(v)) for v in videos])  # [R, 2]
-        cosines = [
-            float(
-                np.dot(generated[j], reference[j])
-                / (np.linalg.norm(generated[j]) * np.linalg.norm(reference[j]) + 1e-12)
-            )
-            for j in range(len(windows))
-        ]
-        pairs += cosines
+        image = frames_to_tensor(frames)[:, 0]
+        generated = mean_flows(image, motions)  # [R, 2]
+        pairs += [_cosine(generated[j], reference[j]) for j in range(len(windows))]
+        if random_vectors > 1:
+            drawn = mean_flows(image, randoms)
+            random_angles += [
+                _angle_deg(drawn[j], drawn[k]) for j in range(len(drawn)) for k in range(j + 1, len(drawn))
+            ]
+            random_speeds += np.linalg.norm(drawn, axis=1).tolist()
         # The two references with the most different real motion, and what they do to this image.
         a, b = max(
             ((j, k) for j in range(len(windows)) for k in range(j + 1, len(windows))),
@@ -276,6 +313,9 @@ def motion_transfer(
         "agreeing_share": float(np.mean([c > 0 for c in pairs])),
         "mean_angle_deg": float(np.mean([p["generated_angle_deg"] for p in per_image])),
         "mean_reference_angle_deg": float(np.mean([p["reference_angle_deg"] for p in per_image])),
+        "random_vectors": random_vectors,
+        "random_mean_pairwise_angle_deg": float(np.mean(random_angles)) if random_angles else None,
+        "random_mean_speed": float(np.mean(random_speeds)) if random_speeds else None,
         "per_image": per_image,
     }
 
