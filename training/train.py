@@ -67,6 +67,7 @@ from training.model import (
     build_models,
 )
 from training.model import preset as model_preset
+from training.model.config import field_differences
 
 log = logging.getLogger(__name__)
 
@@ -423,9 +424,8 @@ def prepare_run(config: TrainConfig, run: Path, resume: bool, force: bool) -> Tr
             )
         stored = TrainConfig(**json.loads(stored_file.read_text()))
         diffs = [
-            f"{f.name}={getattr(config, f.name)!r} (run: {getattr(stored, f.name)!r})"
-            for f in dataclasses.fields(TrainConfig)
-            if getattr(config, f.name) != getattr(stored, f.name)
+            f"{name}={given!r} (run: {run_value!r})"
+            for name, given, run_value in field_differences(config, stored)
         ]
         if diffs:
             raise ConfigMismatchError(

@@ -84,7 +84,8 @@ def test_evaluate_a_tiny_checkpoint(tmp_path: Path, tiny_data: Path, tiny_checkp
     report = json.loads((tmp_path / "ev" / "eval.json").read_text())
     assert report["clips"] == 3 and len(report["rows"]) == 3
     assert (tmp_path / "ev" / "eval.md").read_text().startswith("Held-out clips: 3")
-    assert report["transfer"]["images"] == 2
+    assert report["transfer"]["images"] == 2 and len(report["transfer"]["per_image"]) == 2
+    assert report["transfer"]["random_mean_pairwise_angle_deg"] is not None
 
 
 def test_baseline_flow_mse_is_the_real_flow_energy(tiny_data: Path, tiny_checkpoint: Path):

@@ -136,3 +136,16 @@ def test_reference_schedule():
     assert lr_factor(99, total, 100 / 199, 0.01) == 1.0
     assert lr_factor(198, total, 100 / 199, 0.01) == pytest.approx(0.01)
     assert lr_factor(149, total, 100 / 199, 0.01) == pytest.approx(1 - 0.99 * 49 / 98)
+
+
+def test_trains_on_a_folder_of_videos(tmp_path: Path):
+    from tests.training.test_data import _write_mp4
+
+    for name in ("a", "b"):
+        _write_mp4(
+            tmp_path / "videos" / f"{name}.mp4", [(20 * i + (name == "b") * 50) % 256 for i in range(10)]
+        )
+    run = tmp_path / "run"
+    train(TrainConfig(data=str(tmp_path / "videos"), preset="tiny", batch=2, steps=2), run, progress=False)
+    assert latest_checkpoint(run).name == "step_00000002"
+    assert len(list((tmp_path / "videos" / ".flowcache").rglob("*.flows.npy"))) == 2

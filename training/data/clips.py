@@ -7,8 +7,8 @@ model trains on exactly what it is given at inference. Torch-free.
 
 Layouts:
 - Sky Time-lapse: `<root>/<split>/<video>/<clip>/*.jpg` (or .png), frames in natural name order.
-- Video files: every .mp4 / .avi / .mov / .mkv / .webm under `<root>` (or `<root>/<split>` when that
-  folder exists) is one clip, decoded with OpenCV.
+- Video files: every .mp4 / .avi / .mov / .mkv / .webm under `<root>/<split>`, or under `<root>` when
+  it has no such folder, is one clip, decoded with OpenCV.
 
 Bad data, as documented in the README: an empty or missing folder stops with a `DataError`; a clip
 with fewer frames than a training window is skipped with a warning naming it (Sky Time-lapse has
@@ -109,12 +109,19 @@ def _count_video_frames(path: Path) -> int:
     return count
 
 
+def _has_videos(folder: Path) -> bool:
+    return any(p.suffix.lower() in VIDEO_SUFFIXES for p in folder.rglob("*"))
+
+
 def _split_dir(root: Path, split: str | None) -> Path:
     if not root.is_dir():
         raise DataError(f"Data folder {str(root)!r} does not exist; check the --data path.")
     if split is None:
         return root
     folder = root / split
+    if not folder.is_dir() and _has_videos(root):
+        log.info("%s has no %s folder; using every video file under it", root, split)
+        return root
     if not folder.is_dir():
         splits = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
         raise DataError(
