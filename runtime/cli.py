@@ -17,6 +17,9 @@ from runtime.errors import DTVNetError
 # name -> (module with main(argv) -> int, one-line help). Add a line when a subcommand lands.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "checkpoint": ("training.checkpoint", "inspect checkpoints; convert a reference DTV_G.pth"),
+    "data": ("training.data.synth", "training data tools: write procedural time-lapse clips"),
+    "train": ("training.train", "train DTVNet on time-lapse clips (resumable)"),
+    "evaluate": ("training.evaluate", "PSNR, SSIM and Flow-MSE of a checkpoint on held-out clips"),
     "export": ("export.pipeline", "checkpoint -> verified ONNX (fp32, fp16) and TensorRT artifacts"),
     "generate": ("runtime.generate", "turn a photo into a time-lapse video (mp4, gif, png frames)"),
     "demo": ("runtime.demo", "a time-lapse of a procedural landscape with the bundled demo model"),

@@ -14,6 +14,15 @@ from typing import Any
 from runtime.errors import ConfigMismatchError
 
 
+def field_differences(ours: Any, theirs: Any) -> list[tuple[str, Any, Any]]:
+    """(name, ours, theirs) for every field where two instances of one dataclass differ."""
+    return [
+        (f.name, getattr(ours, f.name), getattr(theirs, f.name))
+        for f in dataclasses.fields(ours)
+        if getattr(ours, f.name) != getattr(theirs, f.name)
+    ]
+
+
 @dataclass(frozen=True)
 class DTVNetConfig:
     image_size: int = 128
@@ -61,9 +70,7 @@ class DTVNetConfig:
     def check_same(self, other: DTVNetConfig, where: str) -> None:
         """Raise ConfigMismatchError naming every field where `other` (from `where`) differs."""
         diffs = [
-            f"{f.name}={getattr(other, f.name)} (expected {getattr(self, f.name)})"
-            for f in dataclasses.fields(self)
-            if getattr(self, f.name) != getattr(other, f.name)
+            f"{name}={theirs} (expected {ours})" for name, ours, theirs in field_differences(self, other)
         ]
         if diffs:
             raise ConfigMismatchError(
@@ -102,6 +109,9 @@ PRESETS: dict[str, DTVNetConfig] = {
         d_downsamples=4,
     ),
 }
+# The bundled demo model (training/MODEL_CARD.md): "small" with a 4x cheaper discriminator, which is
+# not shipped and only needs to critique 64x64 clips; it leaves more CPU steps for the generator.
+PRESETS["demo"] = dataclasses.replace(PRESETS["small"], d_channels=8)
 
 
 def preset(name: str) -> DTVNetConfig:
