@@ -207,6 +207,8 @@ def test_demo_exports_once_and_writes_video_and_sheet(tiny_artifacts, tmp_path: 
     assert dtvnet("demo", "--checkpoint", tiny_artifacts[0], "--out", out) == 0
     printed = capsys.readouterr().out
     assert "first run: exporting the demo model" in printed and "frames/s end-to-end" in printed
+    assert f"the motion of {out / 'scene'}/" in printed  # the scene's own clouds drive it by default
+    assert len(list((out / "scene").glob("*.png"))) == 8
     assert len(read_mp4(out / "timelapse.mp4")) == 8 + 3 * 7
     assert Image.open(out / "contact_sheet.png").size == (8 * 32 + 7 * 2, 32)
     assert Image.open(out / "landscape.png").size == (256, 256)
@@ -217,8 +219,11 @@ def test_demo_exports_once_and_writes_video_and_sheet(tiny_artifacts, tmp_path: 
         raise AssertionError("the cached export must be reused")
 
     monkeypatch.setattr("export.onnx.export_generator", no_export)
-    assert dtvnet("demo", "--checkpoint", tiny_artifacts[0], "--out", out) == 0
-    assert "first run" not in capsys.readouterr().out
+    monkeypatch.setattr("export.onnx.export_flow_encoder", no_export)
+    assert (
+        dtvnet("demo", "--checkpoint", tiny_artifacts[0], "--out", out, "--motion", "seed", "--seed", 5) == 0
+    )
+    assert "first run" not in (printed := capsys.readouterr().out) and "motion seed 5" in printed
 
 
 def test_demo_uses_the_bundled_model_when_installed(tiny_artifacts, tmp_path: Path, capsys, monkeypatch):
