@@ -232,3 +232,21 @@ def test_cli_init_writes_a_loadable_checkpoint(tmp_path: Path):
     )
     assert result.returncode == 0, result.stderr
     assert checkpoint.load(tmp_path / "c").config == preset("tiny")
+
+
+def test_strip_keeps_what_inference_needs(tiny_ckpt: Path, tmp_path: Path):
+    out = tmp_path / "shipped"
+    assert checkpoint.main(["strip", str(tiny_ckpt), str(out)]) == 0
+    stripped, full = checkpoint.load(out), checkpoint.load(tiny_ckpt)
+    assert stripped.components == ["generator", "flow_encoder"] and stripped.step == 42
+    assert checkpoint.load_training_state(out) is None
+    assert (
+        stripped.metadata["note"] == "test"
+        and stripped.metadata["source_weights_sha256"] == full.weights_sha256
+    )
+    for name in stripped.components:
+        assert stripped.state[name].keys() == full.state[name].keys()
+        assert all(torch.equal(v, full.state[name][k]) for k, v in stripped.state[name].items())
+    assert (out / "model.safetensors").stat().st_size < (tiny_ckpt / "model.safetensors").stat().st_size
+    with pytest.raises(OutputPathError):
+        checkpoint.strip_checkpoint(tiny_ckpt, out)

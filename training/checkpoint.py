@@ -399,6 +399,29 @@ def init_checkpoint(out: str | Path, config: DTVNetConfig, *, seed: int = 0, for
     )
 
 
+INFERENCE_COMPONENTS = ("generator", "flow_encoder")
+
+
+def strip_checkpoint(
+    path: str | Path,
+    out: str | Path,
+    *,
+    components: Sequence[str] = INFERENCE_COMPONENTS,
+    force: bool = False,
+) -> Path:
+    """A copy of a checkpoint with only `components` (by default what inference needs: no
+    discriminator, no optimizer state), for shipping; config, step and metadata are kept."""
+    refuse_overwrite(out, force, "checkpoint folder")
+    ckpt = load(path, components=[c for c in components if c in read_info(path).get("components", [])])
+    modules = {name: ckpt.build(name) for name in ckpt.components}
+    metadata = {
+        **ckpt.metadata,
+        "stripped_from": str(ckpt.path),
+        "source_weights_sha256": ckpt.weights_sha256,
+    }
+    return save(out, ckpt.config, step=ckpt.step, metadata=metadata, **modules)  # type: ignore[arg-type]
+
+
 def describe(path: str | Path) -> str:
     """Human-readable summary of a checkpoint."""
     ckpt = load(path)
@@ -426,6 +449,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_conv.add_argument("out", type=Path)
     p_conv.add_argument("--image-size", type=int, default=128, help="resolution the weights were trained at")
     p_conv.add_argument("--force", action="store_true", help="replace an existing folder")
+    p_strip = sub.add_parser("strip", help="copy a checkpoint with only what inference needs (for shipping)")
+    p_strip.add_argument("path", type=Path)
+    p_strip.add_argument("out", type=Path)
+    p_strip.add_argument("--force", action="store_true", help="replace an existing folder")
     p_info = sub.add_parser("info", help="describe a checkpoint")
     p_info.add_argument("path", type=Path)
     args = parser.parse_args(argv)
@@ -438,6 +465,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"wrote {init_checkpoint(args.out, config, seed=args.seed, force=args.force)}")
     elif args.command == "convert":
         print(f"wrote {convert_reference(args.pth, args.out, force=args.force, image_size=args.image_size)}")
+    elif args.command == "strip":
+        print(f"wrote {strip_checkpoint(args.path, args.out, force=args.force)}")
     else:
         print(describe(args.path))
     return 0
