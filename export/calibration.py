@@ -3,7 +3,7 @@
 Reduced precision is judged on the inputs it will see. Uniform noise, which `export.verify` feeds to
 exact artifacts, makes every activation larger and flatter than a photo does, so int8 ranges calibrated
 on noise waste most of their 256 levels on a real photo, and a PSNR measured on noise says little
-about one. Here each input is `runtime.demo.demo_landscape` (sky, sun, clouds, ridges, lake) varied
+about one. Here each input is `runtime.demo.demo_landscape` (a `training.data.synth` scene) varied
 per seed (crop and zoom, mirror, exposure, contrast, colour balance) and pre-processed exactly as the
 runtime pre-processes a photo; its motion is vector 0 of the same seed's stream (`runtime.motion`).
 
