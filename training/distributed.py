@@ -157,8 +157,8 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
     """BatchNorm over the global batch: training statistics (and so the running statistics) are those
     of all processes' samples together, as one process with the whole batch computes them.
 
-    `torch.nn.SyncBatchNorm` does the same but refuses CPU tensors (gloo), so this one serves every
-    device, and the GPU path is the one the CPU tests check. Per process: mean and variance of its
+    `torch.nn.SyncBatchNorm` does the same but refuses CPU tensors (gloo); this one serves every device,
+    so the code that runs on GPUs is the code the CPU tests check. Per process: mean and variance of its
     samples in float32; across processes they are combined exactly (Chan et al.), one collective per
     layer forward and one backward. Evaluation, and training in a single process, are plain BatchNorm.
     """
@@ -182,13 +182,14 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
         total = counts.sum()
         mean = (counts * means).sum(0) / total
         var = (counts * (variances + (means - mean).pow(2))).sum(0) / total
-        if self.training and self.track_running_stats:
+        tracked, running_mean, running_var = self.num_batches_tracked, self.running_mean, self.running_var
+        if self.training and tracked is not None and running_mean is not None and running_var is not None:
             with torch.no_grad():
-                self.num_batches_tracked.add_(1)
-                momentum = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+                tracked.add_(1)
+                momentum = 1.0 / float(tracked) if self.momentum is None else self.momentum
                 unbiased = var * (total / (total - 1))
-                self.running_mean.mul_(1 - momentum).add_(mean, alpha=momentum)
-                self.running_var.mul_(1 - momentum).add_(unbiased, alpha=momentum)
+                running_mean.mul_(1 - momentum).add_(mean, alpha=momentum)
+                running_var.mul_(1 - momentum).add_(unbiased, alpha=momentum)
         shape = [1, channels] + [1] * (x.dim() - 2)
         scale = torch.rsqrt(var + self.eps)
         if self.affine:
