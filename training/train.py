@@ -18,8 +18,13 @@ A run survives crashes and Ctrl-C: checkpoints are written atomically every --ch
 and on Ctrl-C, and `--resume` continues from `latest` with the optimizer, scheduler, step and RNG state,
 and with the data sampler at the same position (batches are a pure function of seed and step).
 
+Data-parallel training: start the same command with `torchrun --nproc_per_node N -m training.train`;
+--batch stays the global batch and the run (its checkpoints included) is the same as in one process
+(training.distributed), so a run may be resumed with another number of processes.
+
 Usage:
     python -m training.train --data DATA --out runs/NAME [--preset small] [--steps N] [--resume]
+    torchrun --nproc_per_node 8 -m training.train --data DATA --out runs/NAME --batch 32
 """
 
 from __future__ import annotations
@@ -35,19 +40,22 @@ import shutil
 import signal
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from runtime.errors import BackendUnavailableError, ConfigMismatchError, OutputPathError
 from runtime.fsutil import atomic_file
 from training import checkpoint as ckpt_io
+from training import distributed
 from training.data.clips import Clip, find_clips
 from training.data.windows import StepBatchSampler, WindowDataset
+from training.distributed import is_main_process, rank_and_world
 from training.flow.cache import FlowCache
 from training.flow.estimator import get_estimator
 from training.losses import (
@@ -109,12 +117,18 @@ class TrainConfig:
     def model_config(self) -> DTVNetConfig:
         return model_preset(self.preset)
 
-    def validate(self) -> None:
-        """Raise ValueError naming the bad option."""
+    def validate(self, world_size: int = 1) -> None:
+        """Raise ValueError naming the bad option (`world_size`: the number of data-parallel processes)."""
         if self.batch < 2:
             raise ValueError(
                 f"--batch {self.batch} is too small: the motion vectors are standardized across the batch "
                 "during training, which needs at least 2 clips; use --batch 2 or more (the reference uses 4)."
+            )
+        if self.batch % world_size:
+            suggestion = world_size * -(-self.batch // world_size)
+            raise ValueError(
+                f"--batch {self.batch} is the global batch, split evenly over the {world_size} processes, "
+                f"so it must be a multiple of {world_size} (for example --batch {suggestion})."
             )
         if self.gan not in GAN_LOSSES:
             raise ValueError(f"--gan must be one of {', '.join(GAN_LOSSES)}, got {self.gan!r}")
@@ -145,6 +159,20 @@ class Trainer:
     scaler_d: torch.amp.GradScaler
     step: int = 0
     elapsed_s: float = 0.0  # training wall time over all sessions of the run
+    # What train_step calls, by attribute name: the DistributedDataParallel wrappers under torchrun
+    # (`parallelize`); the models themselves otherwise. Checkpoints always hold the models themselves.
+    wrapped: dict[str, nn.Module] = field(default_factory=dict)
+
+    def train_module(self, name: str) -> nn.Module:
+        return self.wrapped.get(name, getattr(self, name))
+
+    def parallelize(self) -> None:
+        """Wrap the trained models for data-parallel training (a no-op in a single process)."""
+        for name in ("generator", "flow_encoder", "discriminator"):
+            module = getattr(self, name)
+            wrapped = distributed.data_parallel(module, self.device)
+            if wrapped is not module:
+                self.wrapped[name] = wrapped
 
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
         """float16 autocast on CUDA (bfloat16 on CPU, where --amp on is only useful for testing)."""
@@ -153,26 +181,16 @@ class Trainer:
 
 
 # ---------------------------------------------------------------------------------------------
-# Small pieces a data-parallel launcher replaces or wraps
+# What makes a step independent of how its batch is split across processes (training.distributed)
 # ---------------------------------------------------------------------------------------------
 
 
-def rank_and_world() -> tuple[int, int]:
-    """(rank, world size) of this process: (0, 1) unless torch.distributed is initialized."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
-
-
-def is_main_process() -> bool:
-    """Only rank 0 writes checkpoints, metrics and progress bars."""
-    return rank_and_world()[0] == 0
-
-
-def standardize_motion(raw: torch.Tensor) -> torch.Tensor:
-    """The training-time batch standardization of the OFE output (across the global batch under DDP,
-    which a data-parallel launcher must provide by gathering `raw`)."""
-    return batch_standardize(raw)
+def standardize_motion(raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The training-time batch standardization of the OFE output, across the global batch: returns this
+    process's standardized vectors and the global batch's raw vectors (gathered from every process
+    under torchrun, differentiably, so each sample's vector equals a single process's)."""
+    global_raw = distributed.gather_batch(raw)
+    return distributed.local_rows(batch_standardize(global_raw)), global_raw
 
 
 def interpolation_weights(seed: int, step: int, local_batch: int) -> torch.Tensor:
@@ -185,10 +203,18 @@ def interpolation_weights(seed: int, step: int, local_batch: int) -> torch.Tenso
 
 
 def resolve_device(name: str) -> torch.device:
-    """ "auto" -> cuda when available, else cpu."""
+    """ "auto" -> cuda when available, else cpu. Under torchrun with several processes, "cuda" means
+    each process's own GPU, cuda:LOCAL_RANK."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(name)
+    if distributed.env_world_size() > 1 and device.type == "cuda":
+        if device.index is not None:
+            raise BackendUnavailableError(
+                f"--device {name} names one GPU for all {distributed.env_world_size()} torchrun processes; "
+                "pass --device cuda (or auto) and each process uses its own, cuda:LOCAL_RANK."
+            )
+        device = torch.device("cuda", distributed.local_rank())
     if device.type == "cuda" and not torch.cuda.is_available():
         raise BackendUnavailableError(
             f"--device {name} was asked for but CUDA is not available; use --device cpu."
@@ -244,26 +270,32 @@ def build_trainer(config: TrainConfig, total_steps: int, device: torch.device, a
 def train_step(t: Trainer, batch: dict[str, torch.Tensor]) -> dict[str, float]:
     """One discriminator update then one generator + flow encoder update; returns the losses."""
     cfg = t.config
-    real = batch["video"].to(t.device, non_blocking=True)
-    flows = batch["flows"].to(t.device, non_blocking=True)
-    flows_half = batch["flows_half"].to(t.device, non_blocking=True)
+    dtype = next(t.generator.parameters()).dtype  # float32 (float64 if that was torch's default dtype)
+    real, flows, flows_half = (
+        batch[key].to(t.device, dtype, non_blocking=True) for key in ("video", "flows", "flows_half")
+    )
 
     with t.autocast():
-        raw = t.flow_encoder(flows)
-        out = t.generator(real[:, :, 0], standardize_motion(raw))
-    t.flow_encoder.update_motion_stats(raw)
+        raw = t.train_module("flow_encoder")(flows)
+        motion, global_raw = standardize_motion(raw)
+        out = t.train_module("generator")(real[:, :, 0], motion)
+    t.flow_encoder.update_motion_stats(global_raw)
 
-    # Discriminator, on the detached fake.
+    # Discriminator, on the detached fake. Under DDP the gradient penalty is fine as it is: its
+    # autograd.grad is taken with respect to the interpolated clips only (no parameter gradient, so no
+    # DDP hook fires), and the parameters' gradients of d_adv and gp then arrive in one backward.
+    discriminator = t.train_module("discriminator")
     t.discriminator.requires_grad_(True)
     t.opt_d.zero_grad(set_to_none=True)
     with t.autocast():
-        d_real = t.discriminator(real)
-        d_fake = t.discriminator(out.video.detach())
+        d_real = discriminator(real)
+        d_fake = discriminator(out.video.detach())
         d_adv = discriminator_loss(cfg.gan, d_real, d_fake)
         gp = gradient_penalty(
-            t.discriminator,
+            discriminator,
             real,
             out.video,
+            alpha=interpolation_weights(cfg.seed, t.step, real.shape[0]),
             scale_loss=t.scaler_d.scale,
             inv_scale=1.0 / t.scaler_d.get_scale(),
         )
@@ -272,7 +304,8 @@ def train_step(t: Trainer, batch: dict[str, torch.Tensor]) -> dict[str, float]:
     t.scaler_d.step(t.opt_d)
     t.scaler_d.update()
 
-    # Generator and flow encoder together.
+    # Generator and flow encoder together. The frozen discriminator runs without its DDP wrapper: it
+    # has no gradients to average in this update.
     t.discriminator.requires_grad_(False)
     t.opt_g.zero_grad(set_to_none=True)
     with t.autocast():
@@ -318,7 +351,9 @@ def training_state(t: Trainer) -> dict[str, Any]:
         "scaler_g": t.scaler_g.state_dict(),
         "scaler_d": t.scaler_d.state_dict(),
         "rng_torch": torch.get_rng_state(),
-        "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        # This process's device only: asking for every GPU's state would create a context on each of
+        # them from rank 0, and a resume on fewer GPUs could not restore them.
+        "rng_cuda": [torch.cuda.get_rng_state(t.device)] if t.device.type == "cuda" else [],
     }
 
 
@@ -370,8 +405,8 @@ def restore(t: Trainer, checkpoint: Path) -> None:
     t.scaler_g.load_state_dict(state["scaler_g"])
     t.scaler_d.load_state_dict(state["scaler_d"])
     torch.set_rng_state(state["rng_torch"])
-    if state["rng_cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["rng_cuda"])
+    if state["rng_cuda"] and t.device.type == "cuda":
+        torch.cuda.set_rng_state(state["rng_cuda"][0], t.device)
     t.step, t.elapsed_s = int(state["step"]), float(state["elapsed_s"])
 
 
@@ -466,10 +501,12 @@ def make_loader(
     """This process's windows of the training clips for steps [first_step, last_step)."""
     model = config.model_config()
     cache = FlowCache(config.data, model.image_size, get_estimator(config.flow), config.flow_cache)
-    if is_main_process():
-        cache.build(clips)
-    dataset = WindowDataset(clips, cache, model.frames)
     rank, world = rank_and_world()
+    # Under torchrun each process computes a share of the missing entries (they are separate files,
+    # each written atomically), then all wait until the cache is complete before reading it.
+    cache.build(clips[rank::world], progress=rank == 0)
+    distributed.barrier()
+    dataset = WindowDataset(clips, cache, model.frames)
     sampler = StepBatchSampler(
         dataset.lengths(), model.frames, config.batch, config.seed, first_step, last_step, rank, world
     )
@@ -489,6 +526,15 @@ def total_steps_for(config: TrainConfig, clips: int) -> int:
     return max(1, math.ceil(config.epochs * clips / config.batch))
 
 
+def save_on_main(t: Trainer, run: Path, keep: int) -> None:
+    """Checkpoint the run: rank 0 writes it, after checking that every process holds the same weights,
+    and the others wait until it is complete. Every process calls this at the same step."""
+    distributed.check_replicas(t.generator, t.flow_encoder, t.discriminator)
+    if is_main_process():
+        save_checkpoint(t, run, keep)
+    distributed.barrier()
+
+
 def train(
     config: TrainConfig,
     run: str | Path,
@@ -504,25 +550,50 @@ def train(
     stop_at: int | None = None,
     progress: bool = True,
 ) -> Path:
-    """Train (or resume) the run in `run`; returns the newest checkpoint. See the module docstring."""
+    """Train (or resume) the run in `run`; returns the newest checkpoint. See the module docstring.
+
+    Started by torchrun with several processes, each process calls this: it sets up the process group
+    itself (training.distributed), `config.batch` is the global batch, and every process returns the
+    checkpoint that rank 0 wrote.
+    """
     run = Path(run)
-    config.validate()
-    config = prepare_run(config, run, resume, force) if is_main_process() else config
     dev = resolve_device(device)
-    use_amp = dev.type == "cuda" if amp == "auto" else amp == "on"
-    clips = find_training_clips(config)
-    trainer = build_trainer(config, total_steps_for(config, len(clips)), dev, use_amp)
-    resume_from = latest_checkpoint(run) if resume else None
-    if resume_from is not None:
-        restore(trainer, resume_from)
-        log.info("resumed %s at step %d from %s", run, trainer.step, resume_from)
-    last = min(trainer.total_steps, stop_at) if stop_at is not None else trainer.total_steps
-    if trainer.step >= last:
-        log.info("run %s is already at step %d; nothing to do", run, trainer.step)
-        return resume_from if resume_from is not None else save_checkpoint(trainer, run, keep)
-    loader = make_loader(config, clips, trainer.step, last, workers, dev)
+    with distributed.process_group(dev):
+        config.validate(rank_and_world()[1])
+        config = distributed.on_main_process(prepare_run, config, run, resume, force)
+        use_amp = dev.type == "cuda" if amp == "auto" else amp == "on"
+        clips = find_training_clips(config)
+        trainer = build_trainer(config, total_steps_for(config, len(clips)), dev, use_amp)
+        resume_from = latest_checkpoint(run) if resume else None
+        if resume_from is not None:
+            restore(trainer, resume_from)
+            log.info("resumed %s at step %d from %s", run, trainer.step, resume_from)
+        trainer.parallelize()
+        last = min(trainer.total_steps, stop_at) if stop_at is not None else trainer.total_steps
+        if trainer.step >= last:
+            log.info("run %s is already at step %d; nothing to do", run, trainer.step)
+            if resume_from is None:
+                save_on_main(trainer, run, keep)
+        else:
+            loader = make_loader(config, clips, trainer.step, last, workers, dev)
+            metrics = MetricsLog(run, trainer.step if resume else None) if is_main_process() else None
+            run_loop(trainer, loader, run, metrics, last, checkpoint_every, keep, log_every, progress)
+        return latest_checkpoint(run) or run
+
+
+def run_loop(
+    trainer: Trainer,
+    loader: DataLoader,
+    run: Path,
+    metrics: MetricsLog | None,
+    last: int,
+    checkpoint_every: int,
+    keep: int,
+    log_every: int,
+    progress: bool,
+) -> None:
+    """Train until step `last`, logging and checkpointing; on Ctrl-C save the last finished step."""
     main = is_main_process()
-    metrics = MetricsLog(run, trainer.step if resume else None) if main else None
     bar = tqdm(
         total=trainer.total_steps,
         initial=trainer.step,
@@ -533,48 +604,55 @@ def train(
     sums: dict[str, float] = dict.fromkeys(METRICS, 0.0)
     count, saved_step = 0, trainer.step
     started = time.monotonic() - trainer.elapsed_s
-    try:
-        for batch in loader:
-            values = train_step(trainer, batch)
-            if not all(math.isfinite(v) for v in values.values()):
-                raise FloatingPointError(
-                    f"training diverged at step {trainer.step} ({values}); lower the learning rates or check "
-                    "the data"
+    with distributed.deferred_interrupts() as stop_requested:
+        try:
+            for batch in loader:
+                values, stop = distributed.mean_over_processes(
+                    train_step(trainer, batch), stop_requested.is_set()
                 )
-            trainer.elapsed_s = time.monotonic() - started
-            for key in METRICS:
-                sums[key] += values[key]
-            count += 1
-            bar.update(1)
-            if trainer.step % log_every == 0 or trainer.step == last:
-                row = {k: sums[k] / count for k in METRICS}
-                row.update(
-                    step=trainer.step,
-                    wall_s=round(trainer.elapsed_s, 2),
-                    lr_g=trainer.opt_g.param_groups[0]["lr"],
-                    lr_d=trainer.opt_d.param_groups[0]["lr"],
-                )
-                if metrics is not None:
-                    metrics.write(row)
-                bar.set_postfix(
-                    content=f"{row['content']:.4f}", motion=f"{row['motion']:.4f}", d=f"{row['loss_d']:.3f}"
-                )
-                sums, count = dict.fromkeys(METRICS, 0.0), 0
-            if main and trainer.step % checkpoint_every == 0:
-                save_checkpoint(trainer, run, keep)
-                saved_step = trainer.step
-    except KeyboardInterrupt:
-        if main and trainer.step > saved_step:
-            log.warning("interrupted: saving step %d so that --resume continues from it", trainer.step)
-            save_checkpoint(trainer, run, keep)
-        raise
-    finally:
-        bar.close()
-        if metrics is not None:
-            metrics.close()
-    if main and trainer.step > saved_step:
-        save_checkpoint(trainer, run, keep)
-    return latest_checkpoint(run) or run
+                if not all(math.isfinite(v) for v in values.values()):
+                    raise FloatingPointError(
+                        f"training diverged at step {trainer.step} ({values}); lower the learning rates or "
+                        "check the data"
+                    )
+                trainer.elapsed_s = time.monotonic() - started
+                for key in METRICS:
+                    sums[key] += values[key]
+                count += 1
+                bar.update(1)
+                if trainer.step % log_every == 0 or trainer.step == last:
+                    row = {k: sums[k] / count for k in METRICS}
+                    row.update(
+                        step=trainer.step,
+                        wall_s=round(trainer.elapsed_s, 2),
+                        lr_g=trainer.opt_g.param_groups[0]["lr"],
+                        lr_d=trainer.opt_d.param_groups[0]["lr"],
+                    )
+                    if metrics is not None:
+                        metrics.write(row)
+                    bar.set_postfix(
+                        content=f"{row['content']:.4f}",
+                        motion=f"{row['motion']:.4f}",
+                        d=f"{row['loss_d']:.3f}",
+                    )
+                    sums, count = dict.fromkeys(METRICS, 0.0), 0
+                if trainer.step % checkpoint_every == 0:
+                    save_on_main(trainer, run, keep)
+                    saved_step = trainer.step
+                if stop:  # a process was sent Ctrl-C or SIGTERM under torchrun; all stop here
+                    raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            if trainer.step > saved_step:
+                if main:
+                    log.warning("interrupted: saving step %d so that --resume continues", trainer.step)
+                save_on_main(trainer, run, keep)
+            raise
+        finally:
+            bar.close()
+            if metrics is not None:
+                metrics.close()
+    if trainer.step > saved_step:
+        save_on_main(trainer, run, keep)
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -656,7 +734,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error("--data is required (unless --resume)")
         config = TrainConfig(**given)
     try:
-        config.validate()
+        config.validate(distributed.env_world_size())
     except ValueError as exc:
         parser.error(str(exc))
     if args.threads is not None:
@@ -679,7 +757,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     finally:
         signal.signal(signal.SIGTERM, previous)
-    print(f"checkpoint {final}")
+    if distributed.env_rank() == 0:
+        print(f"checkpoint {final}")
     return 0
 
 

@@ -78,7 +78,7 @@ class FlowEncoder(nn.Module):
         Moments rather than per-batch variances, so that small batches do not bias the variance low.
         """
         m = self.stats_momentum
-        motion = motion.detach().float()
+        motion = motion.detach().to(self.motion_mean.dtype)
         self.motion_mean.lerp_(motion.mean(dim=0), m)
         self.motion_sqmean.lerp_(motion.pow(2).mean(dim=0), m)
 
