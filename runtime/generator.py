@@ -14,6 +14,7 @@ stage a bounded number of items ahead of the next (`runtime.pipeline`), so memor
 
 from __future__ import annotations
 
+import collections
 import itertools
 import logging
 import os
@@ -28,6 +29,7 @@ import numpy as np
 from export.manifest import Manifest, resolve_artifact
 from runtime import motion as motion_lib
 from runtime.backends import Backend, RemoteBackend, is_server_url, load_checked, load_remote, open_artifact
+from runtime.backends.parallel_streams import ParallelStreams
 from runtime.errors import ArtifactError, ManifestError, MotionError
 from runtime.image_input import Geometry, ImageSource, prepare
 from runtime.imaging import Fit, prepare_image, to_uint8_frames
@@ -375,7 +377,31 @@ class Generator:
                 videos = self.infer(np.stack([r.image for r in batch]), np.stack([r.motion for r in batch]))
                 yield from zip(batch, videos, strict=True)
 
-        return background(batches(), PREFETCH_BATCHES * self.batch_size, "dtvnet-engine")
+        streamed = isinstance(self.backend, ParallelStreams) and 0 < self.backend.streams <= self.batch_size
+        work = self._each(requests) if streamed else batches()
+        return background(work, PREFETCH_BATCHES * self.batch_size, "dtvnet-engine")
+
+    def _each(self, requests: Iterable[_Request]) -> Iterator[tuple[_Request, np.ndarray]]:
+        """Requests one at a time on a backend's parallel streams (its `run_each`), none waiting for a
+        batch to fill or to finish; `batch_size` clips in flight and queued. Engine time is the time
+        any request was in flight."""
+        backend = self.backend
+        assert isinstance(backend, ParallelStreams)
+        pending: collections.deque[_Request] = collections.deque()
+
+        def feeds() -> Iterator[dict[str, np.ndarray]]:
+            for request in requests:
+                pending.append(request)
+                yield {"image": request.image[None], "motion": request.motion[None]}
+
+        clock = backend.busy
+        counted = clock.seconds
+        for out in backend.run_each(feeds()):
+            video = out["video"][0]
+            self.stats.engine_seconds += clock.seconds - counted
+            counted = clock.seconds
+            self.stats.frames_generated += video.shape[1]
+            yield pending.popleft(), video
 
     def _chain(
         self,

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ import openvino as ov
 
 from export.manifest import Manifest
 from runtime.backends import check_graph_io, concrete_shape, numpy_dtype, parse_device
+from runtime.backends.parallel_streams import BusyClock
 from runtime.errors import ArtifactError, BackendUnavailableError
 
 CPU = "CPU"
@@ -88,7 +90,7 @@ class OpenVinoBackend:
     of `stream`. A batch of at least as many clips as cores goes clip by clip to one single-threaded
     stream per core, each taking the next clip when it is free: no core waits for another at the end
     of each layer, and a core taken by other work (writing the video, another process) just does fewer
-    of the clips.
+    of the clips. `run_each` keeps those streams busy across a whole run instead of batch by batch.
     """
 
     name = "openvino"
@@ -116,7 +118,10 @@ class OpenVinoBackend:
             raise ArtifactError(f"OpenVINO cannot load {where} ({exc}); re-export it.") from None
         check_graph_io(manifest, self._io(self.compiled.inputs), self._io(self.compiled.outputs), where)
         self.request = self.compiled.create_infer_request()
+        self.parallel = parallel
+        self.streams = cores if parallel else 0  # single-threaded streams for batches and run_each
         self.queue = ov.AsyncInferQueue(parallel, cores) if parallel else None
+        self.busy = BusyClock()  # engine time of run_each, whose requests overlap
         self.input_types = {spec.name: numpy_dtype(spec, where) for spec in manifest.inputs}
         self.output_names = [spec.name for spec in manifest.outputs]
         self.outputs = manifest.outputs
@@ -134,10 +139,12 @@ class OpenVinoBackend:
             described.append((port.get_any_name(), shape, kind))
         return described
 
+    def _typed(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        types = self.input_types
+        return {name: np.ascontiguousarray(feeds[name], dtype=kind) for name, kind in types.items()}
+
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        typed = {
-            name: np.ascontiguousarray(feeds[name], dtype=kind) for name, kind in self.input_types.items()
-        }
+        typed = self._typed(feeds)
         batch = len(next(iter(typed.values())))
         if self.queue is None or batch < len(self.queue):
             results = self.request.infer(typed)
@@ -154,8 +161,58 @@ class OpenVinoBackend:
         self.queue.wait_all()
         return outputs
 
+    def run_each(self, feeds: Iterable[Mapping[str, np.ndarray]]) -> Iterator[dict[str, np.ndarray]]:
+        """One request per item of `feeds` (batch 1 each), a request in flight on every stream at once,
+        outputs yielded in order as they finish.
+
+        A batched `run` ends when its slowest clip does, so whenever other work slows one stream (the
+        video being written, the next photo being decoded) the other stream idles at the end of every
+        batch. Here a free stream always takes the next clip: work beside the engine costs only its own
+        CPU time. Each call has its own requests, so calls may overlap; at most `streams` outputs wait.
+        """
+        if self.parallel is None:
+            raise RuntimeError("run_each needs at least two cores; use run")
+        queue = ov.AsyncInferQueue(self.parallel, self.streams)
+        done: dict[int, dict[str, np.ndarray]] = {}
+        lock = threading.Lock()
+
+        def store(request: ov.InferRequest, index: int) -> None:
+            out = {name: np.array(request.get_tensor(name).data, np.float32) for name in self.output_names}
+            with lock:
+                done[index] = out
+            self.busy.leave()
+
+        def finished(index: int) -> dict[str, np.ndarray] | None:
+            with lock:
+                return done.pop(index, None)
+
+        queue.set_callback(store)
+        submitted = taken = 0
+        try:
+            for feed in feeds:
+                typed = self._typed(feed)
+                self.busy.enter()
+                try:
+                    queue.start_async(typed, submitted)  # waits for a free stream
+                except BaseException:
+                    self.busy.leave()
+                    raise
+                submitted += 1
+                while (out := finished(taken)) is not None:
+                    taken += 1
+                    yield out
+            queue.wait_all()
+            while taken < submitted:
+                out = finished(taken)
+                if out is None:
+                    raise RuntimeError(f"OpenVINO finished without the output of request {taken}")
+                taken += 1
+                yield out
+        finally:
+            queue.wait_all()  # never leave a request running on buffers that are about to go
+
     def close(self) -> None:
-        for name in ("request", "queue", "compiled"):
+        for name in ("request", "queue", "parallel", "compiled"):
             self.__dict__.pop(name, None)
 
 
