@@ -206,7 +206,8 @@ def generate_folder(
         """Pending images, decoded in run_many's reader thread; a bad one is recorded and left out."""
         for item in pending:
             try:
-                image = load_image(item.source)
+                # Reduced-scale JPEG decoding unless frames go back to the photo's own size.
+                image = load_image(item.source, None if upscale else generator.image_size)
             except ImageError as exc:
                 report.failed.append((item.source, str(exc)))
                 bar.write(f"failed: {exc}")

@@ -20,6 +20,7 @@ from export.aoti import export_aoti
 from export.manifest import resolve_artifact, verify_integrity
 from export.onnx import export_generator
 from runtime import Generator
+from runtime.image_input import load_image, prepare
 from runtime.imaging import prepare_image
 from runtime.seeded_normal import seeded_normal
 from training import checkpoint
@@ -202,6 +203,7 @@ def _png_variants(folder: Path) -> dict[str, tuple[Path, np.ndarray]]:
     palette = Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
     palette.save(folder / "palette.png")
     Image.fromarray(rgb).save(folder / "photo.jpg", quality=90)
+    Image.fromarray(landscape(150, 210, seed=4)).save(folder / "large.jpg", quality=90)  # decoded at 1/4
     return {
         "rgb": (write_png(folder / "rgb.png", rgb), rgb),
         "gray": (write_png(folder / "gray.png", rgb[:, :, 1]), rgb[:, :, 1]),
@@ -209,6 +211,7 @@ def _png_variants(folder: Path) -> dict[str, tuple[Path, np.ndarray]]:
         "rgba": (write_png(folder / "rgba.png", rgba), rgba),
         "palette": (folder / "palette.png", np.asarray(palette.convert("RGB"))),
         "jpeg": (folder / "photo.jpg", np.asarray(Image.open(folder / "photo.jpg"))),
+        "large jpeg": (folder / "large.jpg", load_image(folder / "large.jpg", 32)),
     }
 
 
@@ -219,8 +222,11 @@ def test_image_loading_and_preprocessing_match_python(build, tmp_path, fit):
         run([build / "dtvnet_probe", "prepare", path, 32, fit, out])
         got = np.fromfile(out, dtype=np.float32).reshape(3, 32, 32)
         expected = prepare_image(pixels, 32, fit)
+        if kind == "large jpeg":
+            assert pixels.shape == (38, 53, 3)  # both decoders at 1/4 scale, by the same rule
+        assert np.array_equal(prepare(path, 32, fit)[0], expected)  # the runtime's own file path
         # Identical decoders give identical inputs; a different libjpeg may move a pixel by one level.
-        bound = 2.0 / 127.5 if kind == "jpeg" else 1e-5
+        bound = 2.0 / 127.5 if kind.endswith("jpeg") else 1e-5
         assert np.abs(got - expected).max() <= bound, kind
 
 

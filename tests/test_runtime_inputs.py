@@ -58,6 +58,31 @@ def test_exif_orientation_is_applied(tmp_path: Path):
     assert load_image(tmp_path / "r.jpg").shape == (50, 20, 3)
 
 
+def test_jpegs_are_decoded_at_the_smallest_scale_that_still_covers_the_model(tmp_path: Path):
+    from export.calibration import landscape
+
+    big = landscape(0, 96)  # smooth like a photo: its reduced decode is close to the full one
+    Image.fromarray(np.concatenate([big, big[:, :64]], axis=1)).save(tmp_path / "a.jpg", quality=95)
+    assert load_image(tmp_path / "a.jpg").shape == (96, 160, 3)
+    assert load_image(tmp_path / "a.jpg", 24).shape == (24, 40, 3)  # 1/4: min(160 // 24, 96 // 24) = 4
+    assert load_image(tmp_path / "a.jpg", 13).shape == (24, 40, 3)  # 7 -> the scale below, 4
+    assert load_image(tmp_path / "a.jpg", 97).shape == (96, 160, 3)  # smaller than asked: in full
+    save(tmp_path / "a.png", big)
+    assert load_image(tmp_path / "a.png", 12).shape == (96, 96, 3)  # only JPEG decodes at a scale
+    for fit in ("crop", "letterbox"):
+        reduced, geometry = prepare(tmp_path / "a.jpg", 24, fit)
+        assert geometry == Geometry(96, 160, fit)  # the photo's own size, for upscale
+        full = prepare_image(load_image(tmp_path / "a.jpg"), 24, fit)
+        assert 10 * np.log10(4 / np.mean((reduced - full) ** 2)) > 35  # dB: the same picture
+    # Turned by EXIF: the full size is the turned one.
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(big[:, :64]).save(tmp_path / "r.jpg", exif=exif)
+    reduced_array = load_image(tmp_path / "r.jpg", 16)
+    assert reduced_array.shape == (16, 24, 3)  # 64 x 96 at 1/4, turned
+    assert prepare(tmp_path / "r.jpg", 16)[1] == Geometry(64, 96, "crop")
+
+
 @pytest.mark.parametrize(
     "array",
     [

@@ -102,7 +102,7 @@ int generate(const Options& o) {
   using clock = std::chrono::steady_clock;
   const auto t0 = clock::now();
   dtvnet::Generator generator(o.artifact, {o.verify, dtvnet::parse_fit(o.fit)});
-  const dtvnet::Image image = dtvnet::load_image(o.image);
+  const dtvnet::Image image = dtvnet::load_image(o.image, generator.image_size());  // JPEG: reduced scale
   const auto ms = [](auto d) { return std::chrono::duration<double, std::milli>(d).count(); };
   const double load_ms = ms(clock::now() - t0);
   dtvnet::Frames frames;

@@ -2,6 +2,7 @@
 #include <cstdio>  // first: jpeglib.h needs FILE and size_t
 #include <jpeglib.h>
 
+#include <algorithm>
 #include <csetjmp>
 #include <memory>
 #include <string>
@@ -36,7 +37,7 @@ struct FileCloser {
 
 }  // namespace
 
-Image load_jpeg(const std::filesystem::path& path) {
+Image load_jpeg(const std::filesystem::path& path, int min_side) {
   std::unique_ptr<std::FILE, FileCloser> file(std::fopen(path.c_str(), "rb"));
   if (!file) throw ImageError("The image '" + path.string() + "' cannot be opened.");
   jpeg_decompress_struct info{};
@@ -58,6 +59,19 @@ Image load_jpeg(const std::filesystem::path& path) {
     throw ImageError("The image '" + path.string() + "' is a CMYK JPEG; convert it to RGB.");
   }
   info.out_color_space = info.num_components == 1 ? JCS_GRAYSCALE : JCS_RGB;
+  if (min_side > 0) {  // decode at 1/d, both sides still >= min_side (Pillow's draft() rule)
+    const auto side = static_cast<unsigned>(min_side);
+    const unsigned room = std::min(info.image_width / side, info.image_height / side);
+    unsigned scale = 1;
+    for (const unsigned d : {8u, 4u, 2u}) {
+      if (room >= d) {
+        scale = d;
+        break;
+      }
+    }
+    info.scale_num = 1;
+    info.scale_denom = scale;
+  }
   jpeg_start_decompress(&info);
   image->height = static_cast<int>(info.output_height);
   image->width = static_cast<int>(info.output_width);

@@ -56,8 +56,9 @@ int resize(char** a) {
 }
 
 int prepare(char** a) {
-  const dtvnet::Image image = dtvnet::load_image(a[0]);
-  const std::vector<float> chw = dtvnet::prepare_image(image.view(), std::stoi(a[1]), dtvnet::parse_fit(a[2]));
+  const int size = std::stoi(a[1]);
+  const dtvnet::Image image = dtvnet::load_image(a[0], size);
+  const std::vector<float> chw = dtvnet::prepare_image(image.view(), size, dtvnet::parse_fit(a[2]));
   write_bytes(a[3], chw.data(), chw.size() * sizeof(float));
   return 0;
 }
