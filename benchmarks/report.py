@@ -101,8 +101,9 @@ def footnotes(results: dict[str, Any]) -> list[str]:
         + "); GFLOP/s = clips/s x GFLOP per clip.",
         f"load average before {m['load_before']}, after {m['load_after']}; {m['threads']} threads; "
         + ", ".join(f"{k} {v}" for k, v in m["libraries"].items()),
-        "e2e: photo file in, mp4 file out through runtime.Generator (batch 1: stream of chained clips, "
-        "31 new frames per clip after the first; larger batches: run_many); e2e / engine: against the "
+        "e2e: 512 px JPEG photo files in, mp4 file out through runtime.Generator (batch 1: stream of "
+        "chained clips, 31 new frames per clip after the first; larger batches: run_many, one photo per "
+        "clip); e2e / engine: against the "
         "same engine calls without I/O, timed just before each e2e run. PSNR: worst clip vs float32 "
         "frames on fresh procedural landscapes.",
     ]

@@ -415,9 +415,9 @@ class Generator:
         for k in itertools.count() if clips is None else range(clips):
             request = _Request(k, image, schedule(k), seed, geometry)
             video = self.infer(image[None], request.motion[None])[0]
-            yield request, video
-            last_frame = to_uint8_frames(video[:, -1:])[0]
-            image = prepare_image(last_frame, self.image_size)
+            next_image = prepare_image(to_uint8_frames(video[:, -1:])[0], self.image_size)
+            yield request, video  # from here on the caller's thread owns `video` (and overwrites it)
+            image = next_image
 
     # ------------------------------------------------------------------ post-processing (caller's thread)
 
@@ -426,13 +426,13 @@ class Generator:
     ) -> Iterator[np.ndarray]:
         for request, video in videos:
             first = 1 if chained and request.index > 0 else 0  # frame 0 repeats the frame chained from
-            frames = np.ascontiguousarray(to_uint8_frames(video[:, first:]))  # one conversion per clip
+            frames = to_uint8_frames(video[:, first:], overwrite=True)  # one conversion per clip
             for frame in frames:
                 yield request.geometry.restore(frame) if upscale else frame
 
     def _clips(self, videos: Iterator[tuple[_Request, np.ndarray]], upscale: bool) -> Iterator[Clip]:
         for request, video in videos:
-            frames = np.ascontiguousarray(to_uint8_frames(video))
+            frames = to_uint8_frames(video, overwrite=True)
             if upscale:
                 frames = np.stack([request.geometry.restore(f) for f in frames])
             yield Clip(request.index, frames, request.motion, request.seed)

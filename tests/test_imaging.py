@@ -65,3 +65,9 @@ def test_frames_round_half_to_even_and_clip():
     assert frames.shape == (2, 1, 1, 3) and frames.dtype == np.uint8
     assert frames[:, 0, 0, :].T.ravel().tolist() == [0, 0, 255, 255, 128, 64]
     assert to_uint8_frames(np.zeros((2, 3, 4, 5, 5))).shape == (2, 4, 5, 5, 3)
+    # overwrite: the same frames computed in the caller's own buffer (float32 only; others are left alone).
+    scratch = video.copy()
+    assert np.array_equal(to_uint8_frames(scratch, overwrite=True), frames)
+    assert not np.array_equal(scratch, video)
+    doubles = video.astype(np.float64)
+    assert np.array_equal(to_uint8_frames(doubles, overwrite=True), frames) and (doubles == video).all()

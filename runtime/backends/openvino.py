@@ -29,6 +29,7 @@ from runtime.errors import ArtifactError, BackendUnavailableError
 CPU = "CPU"
 PRECISIONS = {"f32": "f32", "fp32": "f32", "bf16": "bf16"}
 OV_TYPES = {"f32": "float32", "f16": "float16"}
+REQUESTS_PER_STREAM = 2  # run_each: a request waits in each stream's queue, so a stream never waits for Python
 
 
 def inference_precision(manifest: Manifest) -> str:
@@ -168,11 +169,11 @@ class OpenVinoBackend:
         A batched `run` ends when its slowest clip does, so whenever other work slows one stream (the
         video being written, the next photo being decoded) the other stream idles at the end of every
         batch. Here a free stream always takes the next clip: work beside the engine costs only its own
-        CPU time. Each call has its own requests, so calls may overlap; at most `streams` outputs wait.
+        CPU time. Each call has its own requests, so calls may overlap.
         """
         if self.parallel is None:
             raise RuntimeError("run_each needs at least two cores; use run")
-        queue = ov.AsyncInferQueue(self.parallel, self.streams)
+        queue = ov.AsyncInferQueue(self.parallel, REQUESTS_PER_STREAM * self.streams)
         done: dict[int, dict[str, np.ndarray]] = {}
         lock = threading.Lock()
 
