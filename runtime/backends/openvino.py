@@ -29,7 +29,7 @@ from runtime.errors import ArtifactError, BackendUnavailableError
 CPU = "CPU"
 PRECISIONS = {"f32": "f32", "fp32": "f32", "bf16": "bf16"}
 OV_TYPES = {"f32": "float32", "f16": "float16"}
-REQUESTS_PER_STREAM = 2  # run_each: a request waits in each stream's queue, so a stream never waits for Python
+REQUESTS_PER_STREAM = 2  # run_each: one waits in each stream's queue, so no stream waits for Python
 
 
 def inference_precision(manifest: Manifest) -> str:
