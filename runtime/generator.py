@@ -9,7 +9,9 @@
 
 Work overlaps: images are loaded and pre-processed in one background thread, the engine runs
 batches in another, and the caller's thread turns outputs into uint8 frames (and writes them), each
-stage a bounded number of items ahead of the next (`runtime.pipeline`), so memory stays flat.
+stage a bounded number of items ahead of the next (`runtime.pipeline`), so memory stays flat. On a
+backend with parallel streams (OpenVINO on a multi-core CPU) `run_many` sends clips one at a time to
+whichever stream is free instead of batch by batch, so no stream waits for the others.
 """
 
 from __future__ import annotations
