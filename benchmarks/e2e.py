@@ -45,7 +45,7 @@ class EndToEnd:
     frames: int
     fps: float
     engine_fps_inside: float  # the runtime's own engine-only count during these runs
-    engine_fps_alone: float  # the same engine calls without I/O, timed just before each run
+    engine_fps_alone: float  # engine-only batch calls (as the engine line times them), just before each run
     first_frame_ms: float
     runs: list[float]
 
@@ -91,8 +91,10 @@ def measure_end_to_end(
 ) -> EndToEnd:
     """The median of `repeats` end-to-end runs of `clips` clips each, after a warm-up run of `batch` clips.
 
-    Before each run the same engine calls are timed without any I/O, in the same process and moment,
-    so that the end-to-end / engine ratio is not moved by load that drifts during a long benchmark."""
+    Before each run the engine alone is timed on as many clips, in batched `Generator.infer` calls as the
+    engine line times it, in the same process and moment, so that the end-to-end / engine ratio is not
+    moved by load that drifts during a long benchmark. (On OpenVINO's parallel streams the run itself
+    sends clips one at a time to whichever stream is free: `Generator.run_many`.)"""
     with (
         tempfile.TemporaryDirectory(prefix="dtvnet-e2e-") as tmp,
         Generator(artifact, backend=backend or "auto", device=device, batch_size=batch) as generator,
@@ -104,7 +106,7 @@ def measure_end_to_end(
         frames = 0
         for i in range(repeats):
             start = time.perf_counter()
-            for _ in range(math.ceil(clips / batch)):  # the same engine calls, without any I/O
+            for _ in range(math.ceil(clips / batch)):  # the engine alone, without any I/O
                 generator.infer(feeds["image"], feeds["motion"])
             alone.append(math.ceil(clips / batch) * batch * generator.frames / (time.perf_counter() - start))
             generator.stats = Throughput()

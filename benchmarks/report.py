@@ -103,8 +103,8 @@ def footnotes(results: dict[str, Any]) -> list[str]:
         + ", ".join(f"{k} {v}" for k, v in m["libraries"].items()),
         "e2e: 512 px JPEG photo files in, mp4 file out through runtime.Generator (batch 1: stream of "
         "chained clips, 31 new frames per clip after the first; larger batches: run_many, one photo per "
-        "clip); e2e / engine: against the "
-        "same engine calls without I/O, timed just before each e2e run. PSNR: worst clip vs float32 "
+        "clip); e2e / engine: against the engine alone on as many clips (batched calls, no I/O), timed "
+        "just before each e2e run. PSNR: worst clip vs float32 "
         "frames on fresh procedural landscapes.",
     ]
     if best:

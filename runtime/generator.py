@@ -385,8 +385,8 @@ class Generator:
 
     def _each(self, requests: Iterable[_Request]) -> Iterator[tuple[_Request, np.ndarray]]:
         """Requests one at a time on a backend's parallel streams (its `run_each`), none waiting for a
-        batch to fill or to finish; `batch_size` clips in flight and queued. Engine time is the time
-        any request was in flight."""
+        batch to fill or to finish; `batch_size` only bounds how far the stages run ahead. Engine time
+        is the time any request was in flight."""
         backend = self.backend
         assert isinstance(backend, ParallelStreams)
         pending: collections.deque[_Request] = collections.deque()
