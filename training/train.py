@@ -423,7 +423,7 @@ class MetricsLog:
                 writer = csv.DictWriter(fh, self.columns)
                 writer.writeheader()
                 writer.writerows(rows)
-        elif resume_step is None or not self.path.is_file():
+        else:
             with self.path.open("w", newline="") as fh:
                 csv.DictWriter(fh, self.columns).writeheader()
         self.tensorboard = None

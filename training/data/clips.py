@@ -18,8 +18,10 @@ some); a file that cannot be decoded stops with a `DataError` naming the file, w
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,21 +75,28 @@ class Clip:
         )
 
 
-def _read_video(path: Path, size: int) -> np.ndarray:
+@contextlib.contextmanager
+def _opened_video(path: Path) -> Iterator[cv2.VideoCapture]:
+    """An OpenCV capture of `path`, released on the way out; DataError if OpenCV cannot open it."""
     capture = cv2.VideoCapture(str(path))
     try:
         if not capture.isOpened():
             raise DataError(
                 f"Video {str(path)!r} cannot be opened by OpenCV; re-encode it (e.g. to H.264 mp4)."
             )
-        frames = []
+        yield capture
+    finally:
+        capture.release()
+
+
+def _read_video(path: Path, size: int) -> np.ndarray:
+    frames = []
+    with _opened_video(path) as capture:
         while True:
             ok, bgr = capture.read()
             if not ok:
                 break
             frames.append(_to_model_frame(bgr, size, f"Frame {len(frames)} of {str(path)!r}"))
-    finally:
-        capture.release()
     if not frames:
         raise DataError(f"Video {str(path)!r} has no decodable frames; re-encode or delete it.")
     return np.stack(frames)
@@ -95,17 +104,10 @@ def _read_video(path: Path, size: int) -> np.ndarray:
 
 def _count_video_frames(path: Path) -> int:
     """Frames OpenCV can decode (grabbed, not converted): container counts are often wrong."""
-    capture = cv2.VideoCapture(str(path))
-    try:
-        if not capture.isOpened():
-            raise DataError(
-                f"Video {str(path)!r} cannot be opened by OpenCV; re-encode it (e.g. to H.264 mp4)."
-            )
-        count = 0
+    count = 0
+    with _opened_video(path) as capture:
         while capture.grab():
             count += 1
-    finally:
-        capture.release()
     return count
 
 

@@ -120,6 +120,13 @@ def _ridge(rng: np.random.Generator, width: int, roughness: float) -> np.ndarray
     return profile / (np.abs(profile).max() + 1e-9)
 
 
+def _water(p: SceneParams, size: int) -> tuple[int, np.ndarray]:
+    """The first water row (`size` when the scene has none) and, per row, the row it mirrors: shared by
+    the rendering and its ground-truth flows, which must agree."""
+    water_row = round(p.water * size) if p.water else size
+    return water_row, np.clip(2 * water_row - 1 - np.arange(size), 0, size - 1)
+
+
 def render_clip(seed: int | Sequence[int], frames: int = 48, size: int = 128) -> SynthClip:
     """Render one clip deterministically from `seed`: frames and their exact ground-truth flows."""
     rng = np.random.default_rng(seed)
@@ -160,8 +167,7 @@ def render_clip(seed: int | Sequence[int], frames: int = 48, size: int = 128) ->
     period = 2 * size
     spectrum, kx, ky, rate = _cloud_spectrum(rng, period, p.spectral_slope)
     wind = np.array(p.wind)
-    water_row = round(p.water * size) if p.water else size
-    mirror = np.clip(2 * water_row - 1 - np.arange(size), 0, size - 1)  # row reflected into the water
+    water_row, mirror = _water(p, size)  # mirror: the row reflected into each water row
     depth = np.clip((np.arange(size) - water_row) / size, 0, 1)[:, None]  # water darkens towards the viewer
     shade = 0.85 - 0.5 * depth
     is_water = (np.arange(size) >= water_row)[:, None, None]
@@ -190,8 +196,7 @@ def ground_truth_flows(p: SceneParams, frames: int, size: int, terrain_alpha: np
     u = np.float32(p.wind[0]) * sky
     v = np.float32(p.wind[1]) * sky
     if p.water:
-        water_row = round(p.water * size)
-        mirror = np.clip(2 * water_row - 1 - np.arange(size), 0, size - 1)
+        water_row, mirror = _water(p, size)
         u[water_row:] = np.float32(p.wind[0]) * sky[mirror][water_row:]
         v[water_row:] = -np.float32(p.wind[1]) * sky[mirror][water_row:]
     flows = np.zeros((2, frames, size, size), np.float32)
@@ -232,14 +237,14 @@ def write_dataset(
             name = f"{video}_1"
             folder = tmp / split / video / name
             folder.mkdir(parents=True)
-            clip = render_clip(clip_seed(seed, split, index), frames, size)
+            scene_seed = clip_seed(seed, split, index)
+            clip = render_clip(scene_seed, frames, size)
             for t, frame in enumerate(clip.frames):
                 bgr = cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
-                cv2.imwrite(
-                    str(folder / f"{name}_frames_{t + 1:08d}.jpg"), bgr, [cv2.IMWRITE_JPEG_QUALITY, 95]
-                )
+                path = folder / f"{name}_frames_{t + 1:08d}.jpg"
+                cv2.imwrite(str(path), bgr, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
             meta = {
-                "seed": clip_seed(seed, split, index),
+                "seed": scene_seed,
                 "frames": frames,
                 "size": size,
                 **asdict(clip.params),
