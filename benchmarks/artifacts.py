@@ -9,6 +9,7 @@ exported again.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from export.manifest import resolve_artifact
@@ -28,18 +29,35 @@ def demo_checkpoint() -> Path | None:
         return None
 
 
-def benchmark_checkpoint(preset: str, folder: Path | None = None) -> Path:
-    """A checkpoint of `preset` with realistic random weights (training.realistic), made once and cached."""
+def _cached_checkpoint(name: str, what: str, make: Callable[[Path], Path]) -> Path:
     from training import checkpoint as ckpt_io
-    from training.realistic import realistic_checkpoint
 
-    path = folder or user_cache_dir() / "bench" / f"realistic-{preset}"
+    path = user_cache_dir() / "bench" / name
     try:
         ckpt_io.read_info(path)
     except CheckpointError:  # missing or damaged: make it
-        log.info("making a %s checkpoint with realistic random weights in %s", preset, path)
-        realistic_checkpoint(path, preset, seed=0)
+        log.info("making a checkpoint with %s in %s", what, path)
+        make(path)
     return path
+
+
+def benchmark_checkpoint(preset: str) -> Path:
+    """A checkpoint of `preset` with realistic random weights (training.realistic), made once and cached."""
+    from training.realistic import realistic_checkpoint
+
+    return _cached_checkpoint(
+        f"realistic-{preset}", f"{preset} realistic random weights", lambda p: realistic_checkpoint(p, preset)
+    )
+
+
+def natural_checkpoint(preset: str) -> Path:
+    """A checkpoint of `preset` whose frames look like a trained model's (`training.realistic.
+    fitted_checkpoint`: a minute of fitting for the paper preset), made once and cached: the content of
+    the end-to-end runs that measure what writing a real model's video costs."""
+    from training.realistic import fitted_checkpoint
+
+    what = f"a {preset} generator fitted to time-lapses"
+    return _cached_checkpoint(f"fitted-{preset}", what, lambda p: fitted_checkpoint(p, preset))
 
 
 def _current(folder: Path, weights_sha256: str, int8_psnr: float | None) -> bool:

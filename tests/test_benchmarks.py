@@ -93,3 +93,11 @@ def test_quick_benchmark_writes_results(tmp_path: Path, monkeypatch: pytest.Monk
     assert "onnxruntime" in results["machine"]["libraries"] and len(results["machine"]["load_after"]) == 3
     assert results["peak_fp32_gflops"] > 0 and results["summary"]["best_key"] != "reference"
     assert results["quality"][0]["lines"]["ov-int8"]["psnr_db_min"] == entries["ov-int8"]["psnr_db"]
+    best = entries[results["summary"]["best_key"]]  # also end to end on a model with natural frames
+    natural = best["e2e_natural"]
+    assert natural["frames"] > 0 and natural["engine_alone_frames_per_s"] > 0
+    assert results["summary"]["best_e2e_natural_vs_engine"] == natural["vs_engine_alone"]
+    assert "fitted to procedural time-lapses" in results["model"]["natural_source"]
+    # noise costs the encoder more than natural frames (CPU time of this thread: not moved by load)
+    assert natural["encode_ms_per_frame"] < best["e2e"]["encode_ms_per_frame"]
+    assert "natural frames" in (tmp_path / "results" / "ci.md").read_text()
