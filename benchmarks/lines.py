@@ -142,12 +142,43 @@ def _installed(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
+NO_BF16 = "this CPU has no bfloat16 arithmetic (avx512_bf16 or AMX)"
+
+
+@functools.cache
+def _torch_bf16() -> bool:
+    import torch
+
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def _openvino_bf16() -> bool:
+    from runtime.backends.openvino import bf16_supported
+
+    return bf16_supported()
+
+
+def _no_bf16(item: Line) -> str | None:
+    """Why a CPU bf16 line would not measure bf16 here: without the instructions PyTorch emulates
+    bfloat16 (a paper clip takes minutes) and OpenVINO silently computes in float32."""
+    if item.device != "cpu" or item.precision != "bf16":
+        return None
+    if item.loader == "autocast" and not _torch_bf16():
+        return f"{NO_BF16}: PyTorch would emulate it, hundreds of times slower than fp32"
+    if item.engine.startswith("OpenVINO") and not _openvino_bf16():
+        return f"{NO_BF16}: OpenVINO would compute in float32, as the ov-fp32 line does"
+    return None
+
+
 def unavailable(item: Line, context: Context) -> str | None:
     """Why `item` cannot run on this machine, or None if it can."""
     if item.device in ("cuda", "tensorrt") and not _cuda():
         return "no CUDA GPU"
     if item.engine.startswith("OpenVINO") and not _installed("openvino"):
         return "openvino is not installed (pip install openvino)"
+    reason = _no_bf16(item)
+    if reason:
+        return reason
     if item.engine.startswith("ONNX Runtime") and item.device != "cpu":
         wanted = "TensorrtExecutionProvider" if item.device == "tensorrt" else "CUDAExecutionProvider"
         if wanted not in _ort_providers():

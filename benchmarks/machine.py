@@ -105,9 +105,17 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
-def machine_name(cpu: str, cores: int, gpu: str | None) -> str:
-    """A file-name-safe name for the results: CPU model and core count, and the GPU if there is one."""
-    name = f"{slug(cpu)}-{cores}c"
+def isa_level(flags: list[str]) -> str | None:
+    """The widest vector instruction set: the same model name (a VM's "AMD EPYC") can hide an AVX2
+    machine and an AVX-512 one, whose int8 and bf16 speeds differ several-fold."""
+    return next((name for name, flag in (("avx512", "avx512f"), ("avx2", "avx2")) if flag in flags), None)
+
+
+def machine_name(cpu: str, cores: int, gpu: str | None, flags: list[str] | None = None) -> str:
+    """A file-name-safe name for the results: CPU model, its vector instruction set and core count,
+    and the GPU if there is one."""
+    isa = isa_level(flags or [])
+    name = f"{slug(cpu)}-{isa}-{cores}c" if isa else f"{slug(cpu)}-{cores}c"
     return f"{name}-{slug(gpu)}" if gpu else name
 
 
@@ -117,13 +125,13 @@ def load_average() -> list[float]:
 
 def describe_machine(threads: int, name: str | None = None) -> Machine:
     """This machine, now (load average before the benchmark)."""
-    cpu, cores, gpu = cpu_name(), usable_cores(), gpu_name()
+    cpu, cores, gpu, flags = cpu_name(), usable_cores(), gpu_name(), cpu_flags()
     return Machine(
-        name=name or machine_name(cpu, cores, gpu),
+        name=name or machine_name(cpu, cores, gpu, flags),
         cpu=cpu,
         cores=cores,
         threads=threads,
-        cpu_flags=cpu_flags(),
+        cpu_flags=flags,
         gpu=gpu,
         memory_gib=memory_gib(),
         os=f"{platform.system()} {platform.release()}",

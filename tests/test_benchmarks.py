@@ -58,6 +58,8 @@ def test_rounds_interleave_every_configuration():
 def test_machine_name_and_peaks():
     assert machine_name("AMD EPYC 9R45 (x86)", 2, None) == "amd-epyc-9r45-x86-2c"
     assert machine_name("Xeon", 8, "NVIDIA H100 80GB HBM3") == "xeon-8c-nvidia-h100-80gb-hbm3"
+    assert machine_name("AMD EPYC", 2, None, ["avx2", "fma"]) == "amd-epyc-avx2-2c"
+    assert machine_name("AMD EPYC", 2, None, ["avx2", "avx512f", "avx512_bf16"]) == "amd-epyc-avx512-2c"
     peaks = matmul_peaks(threads=1, size=64, repeats=1)
     assert "numpy (OpenBLAS)" in peaks and all(v > 0 for v in peaks.values())
 
@@ -72,6 +74,18 @@ def test_gpu_lines_say_why_they_cannot_run(tmp_path: Path):
         if item.device != "cpu":
             assert lines.unavailable(item, context) == "no CUDA GPU"
     assert lines.unavailable(lines.line("ort-int8"), context) == "no onnx-int8 artifact was exported"
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_lines_need_bf16_arithmetic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, native: bool):
+    monkeypatch.setattr(lines, "_torch_bf16", lambda: native)
+    monkeypatch.setattr(lines, "_openvino_bf16", lambda: native)
+    (tmp_path / "onnx-fp32").mkdir()
+    context = lines.Context(tmp_path, tmp_path)
+    for key, says in (("torch-bf16", "PyTorch would emulate it"), ("ov-bf16", "OpenVINO would compute")):
+        reason = lines.unavailable(lines.line(key), context)
+        assert reason is None if native else reason.startswith(lines.NO_BF16) and says in reason
+    assert lines.unavailable(lines.line("ov-fp32"), context) is None
 
 
 @pytest.mark.slow
