@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -53,6 +54,13 @@ def test_rounds_interleave_every_configuration():
     assert calls == ["a", "b", "a", "a", "b", "b", "a", "a", "b", "b"]  # warm-up, then round by round
     assert [len(r) for r in samples[0].rounds] == [2, 2] and samples[1].summary()["runs"] == 4
     assert len(run_block(lambda: None, min_runs=5, min_seconds=0.0)) == 5
+
+
+def test_no_benchmark_module_shadows_the_standard_library():
+    # `python benchmarks/fps.py` puts benchmarks/ first on sys.path: a benchmarks/profile.py once took
+    # the place of the standard library's profile module and broke torch's import of cProfile
+    names = {path.stem for path in Path(fps.__file__).parent.glob("*.py")}
+    assert not names & sys.stdlib_module_names
 
 
 def test_machine_name_and_peaks():

@@ -163,3 +163,19 @@ def test_runtime_runs_int8_on_openvino_and_onnxruntime(int8_dir: Path, tiny_expo
     mse = np.mean((frames.astype(float) - float_frames) ** 2)
     assert 10 * np.log10(255**2 / mse) > 33  # uint8 frames, int8 + bf16 against float32
     assert np.abs(reference.astype(int) - float_frames).max() < 64
+
+
+def test_profiler_times_every_convolution_of_an_int8_artifact(int8_dir: Path, tiny_exports: Path, capsys):
+    from benchmarks import layer_profile as profile
+
+    result = profile.profile_artifact(int8_dir, batch=2, runs=1)
+    convs = [n for n in result.nodes if n.gflop_per_clip]
+    # every convolution's FLOPs are found through the float source graph, int8 ones included
+    sites = conv_sites(onnx.load(str(tiny_exports / "onnx-fp32" / "model.onnx")))
+    assert sum(n.gflop_per_clip or 0 for n in convs) == pytest.approx(sum(s.flops for s in sites) / 1e9)
+    assert len(convs) == len(sites) and all(n.gops and n.gops > 0 for n in convs) and result.ms_per_clip > 0
+    assert sum(ms for *_, ms in result.by_kernel()) == pytest.approx(sum(n.ms_per_clip for n in result.nodes))
+    assert profile.main([str(int8_dir), "--batch", "1", "--runs", "1", "--top", "3"]) == 0
+    assert "GOP/s" in capsys.readouterr().out
+    assert profile.main([str(int8_dir.parent)]) == 2  # not an artifact: one sentence, no traceback
+    assert "error:" in capsys.readouterr().err

@@ -55,10 +55,15 @@ def core() -> ov.Core:
 
 
 def compile_model(
-    model: str | Path | bytes | ov.Model, precision: str = "f32", threads: int | None = None, streams: int = 1
+    model: str | Path | bytes | ov.Model,
+    precision: str = "f32",
+    threads: int | None = None,
+    streams: int = 1,
+    properties: Mapping[str, Any] | None = None,
 ) -> ov.CompiledModel:
     """Compile an ONNX model (path, serialized bytes or read model) for the CPU: `streams` independent
-    streams sharing `threads` cores, arithmetic in `precision` ("f32" or "bf16") outside int8 layers."""
+    streams sharing `threads` cores, arithmetic in `precision` ("f32" or "bf16") outside int8 layers;
+    `properties` adds OpenVINO properties (PERF_COUNT for the profiler)."""
     if isinstance(model, bytes):
         model = core().read_model(model, b"")
     elif not isinstance(model, ov.Model):
@@ -70,6 +75,7 @@ def compile_model(
     }
     if streams == 1:
         config["PERFORMANCE_HINT"] = "LATENCY"
+    config.update(properties or {})
     return core().compile_model(model, CPU, config)
 
 
