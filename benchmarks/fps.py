@@ -16,7 +16,8 @@ The model is the checkpoint given, else a paper-configuration checkpoint with re
 (`training.realistic`); its artifacts come from `export` (cached per checkpoint). Random weights make
 frames of noise, the video encoder's worst case, so the best line is also run end to end on a
 generator fitted to time-lapses, whose frames are smooth like a trained model's. `--quick` (small
-model, batch 1, short runs) finishes in under a minute; CI runs it.
+model, batch 1, short runs) takes about a minute once its models and artifacts are cached (the first
+run makes them: a few minutes); CI runs it.
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ def keys_argument(text: str) -> tuple[str, ...]:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="dtvnet bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small model, batch 1, short runs (< 1 minute)")
+    parser.add_argument("--quick", action="store_true", help="small model, batch 1, short runs (~1 minute once cached)")
     parser.add_argument("--checkpoint", type=Path, help="checkpoint to benchmark (default: realistic random)")
     parser.add_argument(
         "--preset", help="model preset of the default checkpoint (default paper; quick: small)"
