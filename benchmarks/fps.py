@@ -85,7 +85,9 @@ def keys_argument(text: str) -> tuple[str, ...]:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="dtvnet bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small model, batch 1, short runs (~1 minute once cached)")
+    parser.add_argument(
+        "--quick", action="store_true", help="small model, batch 1, short runs (~1 minute once cached)"
+    )
     parser.add_argument("--checkpoint", type=Path, help="checkpoint to benchmark (default: realistic random)")
     parser.add_argument(
         "--preset", help="model preset of the default checkpoint (default paper; quick: small)"
