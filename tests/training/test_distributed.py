@@ -177,7 +177,8 @@ def test_ctrl_c_stops_every_process_after_the_same_step(tiny_data: Path, tmp_pat
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     assert proc.returncode != 0
-    assert stderr.splitlines().count("interrupted") == 2  # both processes ended by the agreed stop
+    # both processes ended by the agreed stop; their two lines can interleave on the shared stderr
+    assert stderr.count("interrupted") - stderr.count("interrupted:") == 2, stderr
     step = int(_rows(run)[-1]["step"])
     assert 2 <= step < 500
     assert latest_checkpoint(run).name == f"step_{step:08d}"  # saved after the step all stopped at
