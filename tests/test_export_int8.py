@@ -172,7 +172,7 @@ def test_profiler_times_every_convolution_of_an_int8_artifact(int8_dir: Path, ti
     convs = [n for n in result.nodes if n.gflop_per_clip]
     # every convolution's FLOPs are found through the float source graph, int8 ones included
     sites = conv_sites(onnx.load(str(tiny_exports / "onnx-fp32" / "model.onnx")))
-    assert sum(n.gflop_per_clip or 0 for n in convs) == pytest.approx(sum(s.flops for s in sites) / 1e9)
+    assert sum(n.gflop_per_clip for n in convs) == pytest.approx(sum(s.flops for s in sites) / 1e9)
     assert len(convs) == len(sites) and all(n.gops and n.gops > 0 for n in convs) and result.ms_per_clip > 0
     assert sum(ms for *_, ms in result.by_kernel()) == pytest.approx(sum(n.ms_per_clip for n in result.nodes))
     assert profile.main([str(int8_dir), "--batch", "1", "--runs", "1", "--top", "3"]) == 0
