@@ -2,8 +2,8 @@
 
 A benchmark measures exactly what `dtvnet export` writes, so it calls the same export functions (each
 verifies its artifact before it lands). Artifacts are cached per checkpoint (by its weights' sha256)
-under the user cache, or in `--exports`; one exported from other weights or with another int8 target is
-exported again.
+under the user cache, or in `--exports`; one exported from other weights, with another int8 target or by
+an older int8 recipe (`export.int8.RECIPE`) is exported again.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
+from export.int8 import RECIPE
 from export.manifest import resolve_artifact
 from runtime.errors import CheckpointError, ManifestError
 from runtime.fsutil import user_cache_dir
@@ -67,7 +68,10 @@ def _current(folder: Path, weights_sha256: str, int8_psnr: float | None) -> bool
         return False
     if manifest.source_sha256 != weights_sha256:
         return False
-    return int8_psnr is None or manifest.extra.get("int8", {}).get("target_psnr") == int8_psnr
+    if int8_psnr is None:
+        return True
+    made = manifest.extra.get("int8", {})
+    return made.get("target_psnr") == int8_psnr and made.get("recipe") == RECIPE  # older code: redo
 
 
 def export_artifacts(

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto
+from onnx import TensorProto, helper
 
 from export.calibration import (
     CALIBRATION_SEEDS,
@@ -20,7 +20,9 @@ from export.calibration import (
     landscape,
     landscape_batch,
 )
+from export.graph import conv_transpose_to_subpixel, op_histogram
 from export.int8 import (
+    RECIPE,
     activation_ranges,
     conv_sites,
     export_int8,
@@ -77,10 +79,13 @@ def test_quantize_convs_rewires_only_the_chosen_layers(fp32_model):
     onnx.checker.check_model(model8, full_check=True)
     nodes = {n.name: n for n in model8.graph.node}
     inits = {i.name: i for i in model8.graph.initializer}
+    producers = {o: n for n in model8.graph.node for o in n.output}
     for site in sites:
         node = nodes[site.node]
         if site in chosen:
-            assert node.input[0].endswith(".x_dq") and node.input[1].endswith(".w_dq")
+            pad = producers.get(node.input[0])
+            read = pad.input[0] if pad is not None and pad.op_type == "Pad" else node.input[0]
+            assert read.endswith(".x_dq") and node.input[1].endswith(".w_dq")
             assert inits[f"{site.node}.w_q"].data_type == TensorProto.INT8
             if site.bias is not None:
                 assert inits[f"{site.node}.b_q"].data_type == TensorProto.INT32
@@ -92,6 +97,38 @@ def test_quantize_convs_rewires_only_the_chosen_layers(fp32_model):
     check = landscape_batch(check_seeds(np.random.default_rng(0), 2), 32, 32)
     error = np.abs(exact(check) - quantized(check))
     assert 0 < error.mean() < 0.02  # quantized, and close
+
+
+def test_quantizing_before_a_reflection_pad_is_the_same_arithmetic(fp32_model):
+    """The pad then copies uint8; unless something else reads the padded floats, which must stay exact."""
+    sites = [s for s in conv_sites(fp32_model) if "content.blocks" in s.weight]
+    feeds = [landscape_batch(list(CALIBRATION_SEEDS)[:4], 32, 32)]
+    ranges = activation_ranges(fp32_model, [s.activation for s in sites], feeds)
+    hoisted = quantize_convs(fp32_model, sites, ranges)
+    pads = [n for n in hoisted.graph.node if n.op_type == "Pad"]
+    assert len([p for p in pads if p.input[0].endswith(".x_dq")]) == len(sites)  # every block conv
+    probe = onnx.ModelProto.FromString(fp32_model.SerializeToString())  # the padded floats also an output
+    probe.graph.output.extend(
+        helper.make_tensor_value_info(s.activation, TensorProto.FLOAT, None) for s in sites
+    )
+    in_place = quantize_convs(probe, sites, ranges)
+    assert not any(n.input[0].endswith(".x_dq") for n in in_place.graph.node if n.op_type == "Pad")
+    check = landscape_batch(check_seeds(np.random.default_rng(1), 2), 32, 32)
+    a, b = (onnxruntime_runner(m.SerializeToString())(check) for m in (hoisted, in_place))
+    assert np.abs(a - b).max() < 1e-5
+
+
+def test_upsampling_as_subpixel_convolution_is_the_same_arithmetic(fp32_model):
+    subpixel, count = conv_transpose_to_subpixel(fp32_model)
+    onnx.checker.check_model(subpixel, full_check=True)
+    ops = op_histogram(subpixel)
+    assert count == 1 and "ConvTranspose" not in ops and ops["DepthToSpace"] == 1
+    before, after = conv_sites(fp32_model), conv_sites(subpixel)
+    assert [s.weight for s in before] == [s.weight for s in after]  # same layers, same names
+    assert [s.flops for s in before] == [s.flops for s in after]  # the zero taps are not counted
+    check = landscape_batch(check_seeds(np.random.default_rng(2), 2), 32, 32)
+    a, b = (onnxruntime_runner(m.SerializeToString())(check) for m in (fp32_model, subpixel))
+    assert np.abs(a - b).max() < 1e-5
 
 
 def test_an_unreachable_target_is_an_error(fp32_model):
@@ -179,3 +216,20 @@ def test_profiler_times_every_convolution_of_an_int8_artifact(int8_dir: Path, ti
     assert "GOP/s" in capsys.readouterr().out
     assert profile.main([str(int8_dir.parent)]) == 2  # not an artifact: one sentence, no traceback
     assert "error:" in capsys.readouterr().err
+
+
+def test_benchmark_cache_reexports_int8_made_by_an_older_recipe(int8_dir: Path, tmp_path: Path):
+    from benchmarks.artifacts import _current
+
+    manifest, _ = resolve_artifact(int8_dir)
+    target = manifest.extra["int8"]["target_psnr"]
+    assert manifest.extra["int8"]["recipe"] == RECIPE
+    assert _current(int8_dir, manifest.source_sha256, target)
+    assert not _current(int8_dir, manifest.source_sha256, target + 1)
+    old = tmp_path / "onnx-int8"
+    shutil.copytree(int8_dir, old)
+    data = json.loads((old / "manifest.json").read_text())
+    for recipe, current in ((RECIPE, True), (RECIPE - 1, False)):  # a rewritten manifest still reads
+        data["extra"]["int8"]["recipe"] = recipe
+        (old / "manifest.json").write_text(json.dumps(data))
+        assert _current(old, manifest.source_sha256, target) is current
