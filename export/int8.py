@@ -310,8 +310,10 @@ def select_layers(
     total = sum(s.flops for s in sites)
     candidates = [s for s in sites if s.flops >= MIN_FLOP_SHARE * total]
     base = mse_of([])
-    extra = {s.node: np.maximum(mse_of([s]) - base, 0.0) for s in candidates}
     budget = PEAK_TO_PEAK**2 / 10 ** (target_psnr / 10)
+    if base.max() > budget:  # the float parts alone miss the target: no layer can be int8
+        return [], {}, float(base.max()), float(base.max())
+    extra = {s.node: np.maximum(mse_of([s]) - base, 0.0) for s in candidates}
     chosen: list[ConvSite] = []
     predicted = base.copy()
     for site in sorted(candidates, key=lambda s: (extra[s.node].mean() + 1e-12) / s.flops):
