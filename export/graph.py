@@ -177,6 +177,14 @@ def _unique(nodes: Iterable[onnx.NodeProto]) -> list[onnx.NodeProto]:
     return list(seen.values())
 
 
+def tensor_readers(graph: onnx.GraphProto) -> collections.Counter[str]:
+    """How many nodes read each tensor, a graph output counting as one more: a rewrite may change a
+    tensor's values, or replace an initializer, only where it is the one reader."""
+    readers = collections.Counter(name for node in graph.node for name in node.input)
+    readers.update(output.name for output in graph.output)
+    return readers
+
+
 def ensure_node_names(model: onnx.ModelProto) -> None:
     """Give every unnamed node a unique name (block lists and error messages refer to names)."""
     taken = {node.name for node in model.graph.node if node.name}
@@ -204,9 +212,10 @@ def conv_transpose_to_subpixel(model: onnx.ModelProto) -> tuple[onnx.ModelProto,
     int8 like the other layers.
     """
     out = onnx.ModelProto.FromString(model.SerializeToString())
+    ensure_node_names(out)  # the Conv keeps its ConvTranspose's name: profiles and int8 reports use it
     graph = out.graph
     inits = {i.name: i for i in graph.initializer}
-    readers = collections.Counter(name for n in graph.node for name in n.input)
+    readers = tensor_readers(graph)
     nodes: list[onnx.NodeProto] = []
     count = 0
     for node in graph.node:
@@ -224,7 +233,6 @@ def conv_transpose_to_subpixel(model: onnx.ModelProto) -> tuple[onnx.ModelProto,
         for (row_phase, dy), kh in _SUBPIXEL_TAPS.items():
             for (col_phase, dx), kw in _SUBPIXEL_TAPS.items():
                 kernel[row_phase, col_phase, :, :, dy, dx] = weight[:, :, kh, kw].T
-        name = node.name or f"ConvTranspose_{count}"  # the Conv keeps it: profiles and reports use it
         inits[own[0]].CopyFrom(numpy_helper.from_array(kernel.reshape(4 * c_out, c_in, 2, 2), own[0]))
         if len(own) > 1:
             bias = numpy_helper.to_array(inits[own[1]])
@@ -232,12 +240,14 @@ def conv_transpose_to_subpixel(model: onnx.ModelProto) -> tuple[onnx.ModelProto,
         inputs = [node.input[0], *own]
         phases = f"{node.output[0]}.phases"
         nodes += [  # DCR: channel (row phase * 2 + col phase) * Cout + c -> pixel (2i + row, 2j + col)
-            helper.make_node("Conv", inputs, [phases], name=name, kernel_shape=[2, 2], pads=[0, 0, 1, 1]),
+            helper.make_node(
+                "Conv", inputs, [phases], name=node.name, kernel_shape=[2, 2], pads=[0, 0, 1, 1]
+            ),
             helper.make_node(
                 "DepthToSpace",
                 [phases],
                 [node.output[0]],
-                name=f"{name}.depth_to_space",
+                name=f"{node.name}.depth_to_space",
                 blocksize=2,
                 mode="DCR",
             ),

@@ -31,7 +31,6 @@ CPU has it (`extra.openvino.inference_precision`), which is what the selection a
 
 from __future__ import annotations
 
-import collections
 import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -45,7 +44,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from export.calibration import CALIBRATION_SEEDS, SELECTION_SEEDS, SOURCE, landscape_feeds
-from export.graph import conv_transpose_to_subpixel, ensure_node_names, refresh_value_info
+from export.graph import conv_transpose_to_subpixel, refresh_value_info, tensor_readers
 from runtime.errors import ExportError
 
 if TYPE_CHECKING:
@@ -182,8 +181,7 @@ def quantize_convs(
     inits = {i.name: i for i in graph.initializer}
     nodes = {n.name: n for n in graph.node}
     producers = {o: n for n in graph.node for o in n.output}
-    readers = collections.Counter(name for n in graph.node for name in n.input)
-    readers.update(o.name for o in graph.output)  # a graph output keeps its float values
+    readers = tensor_readers(graph)  # a pad whose floats something else reads keeps them
     new_inits: list[TensorProto] = []
     for site in sites:
         node = nodes[site.node]
@@ -344,8 +342,7 @@ def quantize_generator(
     """float32 generator ONNX -> int8 QDQ model with the layers `select_layers` picks, and its report."""
     from export.verify import onnxruntime_runner
 
-    model, upsamplings = conv_transpose_to_subpixel(model)
-    ensure_node_names(model)
+    model, upsamplings = conv_transpose_to_subpixel(model)  # a copy, every node named
     sites = conv_sites(model)
     calibration = landscape_feeds(CALIBRATION_SEEDS, image_size, motion_dim, BATCH)
     ranges = activation_ranges(model, sorted({s.activation for s in sites}), calibration)
