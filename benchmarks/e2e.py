@@ -69,7 +69,7 @@ class EndToEnd:
 
 @functools.cache
 def _landscape(seed: int) -> np.ndarray:
-    return landscape(seed, PHOTO_SIDE)  # ~0.6 s each: made once per process
+    return landscape(seed, PHOTO_SIDE)  # ~1 s each: made once per process
 
 
 def write_photos(folder: Path, count: int = PHOTOS) -> list[Path]:

@@ -35,7 +35,7 @@ SOURCE = (
 @functools.lru_cache(maxsize=64)
 def landscape(seed: int, size: int = 256) -> np.ndarray:
     """One varied procedural landscape, size x size x 3 uint8 RGB, read-only. Kept (64 at most, 12 MB):
-    rendering one takes ~0.4 s, and every int8 export and parity check in a process draws the same seeds
+    rendering one takes ~0.25 s, and every int8 export and parity check in a process draws the same seeds
     (an int8 export spent 18 of its 22 s on a tiny model rendering them)."""
     rng = np.random.default_rng(seed)
     base = demo_landscape(2 * size, seed).astype(np.float32) / 255.0

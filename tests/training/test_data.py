@@ -12,7 +12,7 @@ import pytest
 
 from runtime.errors import DataError
 from training.data.clips import find_clips
-from training.data.synth import MOTION_FILE, render_clip
+from training.data.synth import MOTION_FILE, _cloud_density, _cloud_spectrum, render_clip
 from training.data.windows import StepBatchSampler, frames_to_tensor, global_batch, window_arrays
 from training.flow.cache import FlowCache
 from training.flow.dis import clip_flows
@@ -43,6 +43,19 @@ def test_synth_is_deterministic_per_seed():
     assert a.frames.shape == (6, 32, 32, 3) and a.frames.dtype == np.uint8
     assert np.array_equal(a.frames, b.frames) and np.array_equal(a.flows, b.flows) and a.params == b.params
     assert not np.array_equal(a.frames, c.frames)
+
+
+@pytest.mark.parametrize("period", [64, 96])
+def test_sparse_cloud_field_is_the_dense_inverse_transform(period: int):
+    """The ring-only rendering gives the numbers of the whole-grid transform it replaced."""
+    s = _cloud_spectrum(np.random.default_rng(period), period, 1.3)
+    shift, phase_t = np.array([3.25, -1.5]), 0.7
+    grid = np.zeros((period, period), np.complex128)
+    ramp = np.exp(-2j * np.pi * (s.kx * shift[0] + s.ky * shift[1]) / period + 1j * s.rate * phase_t)
+    grid[s.rows, s.cols] = s.values * ramp
+    dense = np.fft.ifft2(grid).real[: period // 2, : period // 2]
+    assert np.abs(dense).max() > 0
+    np.testing.assert_array_equal(_cloud_density(s, shift, phase_t, period // 2), dense)
 
 
 def test_synth_clouds_move_with_the_wind():
