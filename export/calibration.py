@@ -32,9 +32,9 @@ SOURCE = (
 )
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=128)
 def landscape(seed: int, size: int = 256) -> np.ndarray:
-    """One varied procedural landscape, size x size x 3 uint8 RGB, read-only. Kept (64 at most, 12 MB):
+    """One varied procedural landscape, size x size x 3 uint8 RGB, read-only. Kept (128 at most, 25 MB):
     rendering one takes ~0.25 s, and every int8 export and parity check in a process draws the same seeds
     (an int8 export spent 18 of its 22 s on a tiny model rendering them)."""
     rng = np.random.default_rng(seed)
