@@ -16,14 +16,15 @@ from the 35 dB a time-lapse needs. So the export measures, chooses and verifies:
    runner (ONNX Runtime CPU in float32 elsewhere; OpenVINO with its recorded float precision),
    bound BOUNDS[("onnx", "int8")].
 
-Quantization: QuantizeLinear/DequantizeLinear on each chosen convolution's input (uint8, asymmetric,
-per tensor, calibrated min/max), int8 weights per output channel (symmetric, [-127, 127]) and int32
-biases. Outputs stay float: OpenVINO folds the dequantization into the int8 convolution, and the
-residual stream, instance norms, mapping network, tanh and graph I/O never leave float. Where a
-reflection pad feeds the convolution, the quantization sits before the pad (same arithmetic), so the
-pad copies uint8 and the engine fuses the quantization into the layer before. The decoder's
-upsampling ConvTranspose becomes a sub-pixel Conv + DepthToSpace first (`export.graph`), since
-engines run a quantized ConvTranspose in float.
+Quantization: QuantizeLinear/DequantizeLinear on each chosen convolution's input (uint8, asymmetric, per
+tensor, calibrated min/max), int8 weights per output channel (symmetric, [-127, 127]) and int32 biases.
+Before calibration, convolutions that feed each other through ReLUs and pads are rescaled per channel
+(`export.equalize`, the same function) so that one uint8 scale fits every channel. Outputs stay float:
+OpenVINO folds the dequantization into the int8 convolution, and the residual stream, instance norms,
+mapping network, tanh and graph I/O never leave float. Where a reflection pad feeds the convolution, the
+quantization sits before the pad (same arithmetic), so the pad copies uint8 and the engine fuses the
+quantization into the layer before. The decoder's upsampling ConvTranspose becomes a sub-pixel Conv +
+DepthToSpace first (`export.graph`), since engines run a quantized ConvTranspose in float.
 
 On OpenVINO (the backend `runtime` picks for int8 on the CPU) the float parts run in bfloat16 where the
 CPU has it (`extra.openvino.inference_precision`), which is what the selection and the parity check use.
@@ -44,7 +45,9 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from export.calibration import CALIBRATION_SEEDS, SELECTION_SEEDS, SOURCE, landscape_feeds
-from export.graph import conv_transpose_to_subpixel, refresh_value_info, tensor_readers
+from export.equalize import ALPHA as EQUALIZE_ALPHA
+from export.equalize import equalizable_pairs, equalize, equalized_ranges
+from export.graph import conv_transpose_to_subpixel, ensure_node_names, refresh_value_info, tensor_readers
 from runtime.errors import ExportError
 
 if TYPE_CHECKING:
@@ -60,7 +63,7 @@ DEFAULT_TARGET_PSNR = 36.0  # dB on selection landscapes; the parity bound (35 d
 MIN_FLOP_SHARE = 0.005  # smaller ones save too little time to spend quality on (motion convs: 0.8%)
 PEAK_TO_PEAK = 2.0  # frames live in [-1, 1]
 BATCH = 4  # calibration and selection batch
-RECIPE = 2  # bump when what an export makes changes: caches of int8 artifacts (benchmarks) re-export
+RECIPE = 3  # bump when what an export makes changes: caches of int8 artifacts (benchmarks) re-export
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,7 @@ class Int8Report:
     float_only_psnr_db: float  # worst selection clip, no int8 layer (the float precision's own error)
     sensitivity: dict[str, float] = field(default_factory=dict)  # weight name -> extra MSE when int8 alone
     subpixel_upsamplings: int = 0  # ConvTransposes run as Conv + DepthToSpace (export.graph)
+    equalized_layers: list[str] = field(default_factory=list)  # inputs rescaled per channel (export.equalize)
     recipe: int = RECIPE
 
     def to_dict(self) -> dict[str, Any]:
@@ -142,10 +146,11 @@ def quantization_point(
     return pad if mode in ("reflect", "edge") else None
 
 
-def activation_ranges(
+def channel_ranges(
     model: onnx.ModelProto, tensors: Sequence[str], feeds: Sequence[Mapping[str, np.ndarray]]
-) -> dict[str, tuple[float, float]]:
-    """min / max of each named tensor over `feeds`, from the float32 model on ONNX Runtime CPU."""
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per-channel (axis 1) min / max of each named tensor over `feeds`, from the float32 model on ONNX
+    Runtime CPU."""
     import onnxruntime as ort
 
     probe = onnx.ModelProto.FromString(model.SerializeToString())
@@ -156,13 +161,27 @@ def activation_ranges(
     options = ort.SessionOptions()
     options.log_severity_level = 3
     session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    lo = dict.fromkeys(tensors, math.inf)
-    hi = dict.fromkeys(tensors, -math.inf)
+    ranges: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for feed in feeds:
         for name, value in zip(tensors, session.run(list(tensors), dict(feed)), strict=True):
-            lo[name] = min(lo[name], float(value.min()))
-            hi[name] = max(hi[name], float(value.max()))
-    return {name: (lo[name], hi[name]) for name in tensors}
+            axes = tuple(d for d in range(value.ndim) if d != 1)
+            lo, hi = value.min(axis=axes), value.max(axis=axes)
+            if name in ranges:
+                lo, hi = np.minimum(ranges[name][0], lo), np.maximum(ranges[name][1], hi)
+            ranges[name] = (lo, hi)
+    return ranges
+
+
+def tensor_ranges(ranges: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, tuple[float, float]]:
+    """Per-tensor min / max from per-channel ones."""
+    return {name: (float(lo.min()), float(hi.max())) for name, (lo, hi) in ranges.items()}
+
+
+def activation_ranges(
+    model: onnx.ModelProto, tensors: Sequence[str], feeds: Sequence[Mapping[str, np.ndarray]]
+) -> dict[str, tuple[float, float]]:
+    """min / max of each named tensor over `feeds`, from the float32 model on ONNX Runtime CPU."""
+    return tensor_ranges(channel_ranges(model, tensors, feeds))
 
 
 def uint8_params(lo: float, hi: float) -> tuple[float, int]:
@@ -342,12 +361,17 @@ def quantize_generator(
     """float32 generator ONNX -> int8 QDQ model with the layers `select_layers` picks, and its report."""
     from export.verify import onnxruntime_runner
 
-    model, upsamplings = conv_transpose_to_subpixel(model)  # a copy, every node named
-    sites = conv_sites(model)
+    named = onnx.ModelProto.FromString(model.SerializeToString())
+    ensure_node_names(named)  # pairs, sites and reports refer to nodes by name
     calibration = landscape_feeds(CALIBRATION_SEEDS, image_size, motion_dim, BATCH)
-    ranges = activation_ranges(model, sorted({s.activation for s in sites}), calibration)
+    channels = channel_ranges(named, sorted({s.activation for s in conv_sites(named)}), calibration)
+    pairs = equalizable_pairs(named)
+    equalized, scales = equalize(named, pairs, channels)
+    model, upsamplings = conv_transpose_to_subpixel(equalized)
+    sites = conv_sites(model)
+    ranges = tensor_ranges(equalized_ranges(channels, scales))
     selection = landscape_feeds(SELECTION_SEEDS, image_size, motion_dim, BATCH)
-    exact = onnxruntime_runner(model.SerializeToString())
+    exact = onnxruntime_runner(named.SerializeToString())  # equalization's own rounding counts too
     reference = [exact(f) for f in selection]
     engine, float_precision, make_runner = deployment_runner()
     chosen, sensitivity, base, measured = select_layers(
@@ -361,6 +385,7 @@ def quantize_generator(
         )
     quantized = quantize_convs(model, chosen, ranges)
     total = sum(s.flops for s in sites)
+    weights = {s.node: s.weight for s in sites}
     names = {s.node for s in chosen}
     report = Int8Report(
         engine=engine,
@@ -371,8 +396,9 @@ def quantize_generator(
             "images": len(CALIBRATION_SEEDS),
             "seeds": [CALIBRATION_SEEDS.start, CALIBRATION_SEEDS.stop],
             "selection_seeds": [SELECTION_SEEDS.start, SELECTION_SEEDS.stop],
-            "method": "min/max of each int8 convolution's input (uint8, per tensor); weights int8 per "
-            "output channel, symmetric; biases int32",
+            "method": "min/max of each int8 convolution's input (uint8, per tensor), after cross-layer "
+            f"equalization (export.equalize, alpha {EQUALIZE_ALPHA:g}); weights int8 per output channel, "
+            "symmetric; biases int32",
         },
         int8_layers=[s.weight for s in sites if s.node in names],
         float_layers=[s.weight for s in sites if s.node not in names],
@@ -381,6 +407,7 @@ def quantize_generator(
         float_only_psnr_db=round(psnr(base), 2),
         sensitivity={k: float(f"{v:.3g}") for k, v in sensitivity.items()},
         subpixel_upsamplings=upsamplings,
+        equalized_layers=[weights[p.consumer] for p in pairs],
     )
     return quantized, report
 
