@@ -22,12 +22,15 @@ from export.calibration import (
 )
 from export.graph import conv_transpose_to_subpixel, op_histogram
 from export.int8 import (
+    MIN_FLOP_SHARE,
+    PEAK_TO_PEAK,
     RECIPE,
     activation_ranges,
     conv_sites,
     export_int8,
     quantize_convs,
     quantize_generator,
+    select_layers,
     uint8_params,
 )
 from export.manifest import resolve_artifact
@@ -129,6 +132,29 @@ def test_upsampling_as_subpixel_convolution_is_the_same_arithmetic(fp32_model):
     check = landscape_batch(check_seeds(np.random.default_rng(2), 2), 32, 32)
     a, b = (onnxruntime_runner(m.SerializeToString())(check) for m in (fp32_model, subpixel))
     assert np.abs(a - b).max() < 1e-5
+
+
+def test_selection_fills_the_room_its_measurement_leaves(fp32_model):
+    """Layers alone cost e each, together half the sum: the prediction (the sum) stops at 3 layers; the
+    measured errors leave room, and the fill pass adds layers while measurements stay within budget."""
+    sites = conv_sites(fp32_model)
+    ranges = dict.fromkeys({s.activation for s in sites}, (0.0, 1.0))
+    budget = PEAK_TO_PEAK**2 / 10**4  # 40 dB
+    each = budget / 3.6
+    reference = [np.zeros((2, 8), np.float32)]
+    measured: list[int] = []
+
+    def make_runner(model: bytes):
+        quantized = sum(n.name.endswith(".q") for n in onnx.ModelProto.FromString(model).graph.node)
+        mse = each if quantized == 1 else each * quantized / 2
+        measured.append(quantized)
+        return lambda feed: reference[0] + np.float32(np.sqrt(mse))
+
+    chosen, _, base, worst = select_layers(fp32_model, sites, ranges, make_runner, [{}], reference, 40.0)
+    assert base == 0 and len(chosen) == 6 and worst <= budget
+    assert measured[-4:] == [3, 4, 5, 6]  # the greedy choice, then one measured try per added layer
+    candidates = sum(s.flops >= MIN_FLOP_SHARE * sum(x.flops for x in sites) for s in sites)
+    assert len(measured) == 1 + candidates + 1 + 3  # float only, each alone, greedy, fill
 
 
 def test_an_unreachable_target_is_an_error(fp32_model):
