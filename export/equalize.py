@@ -25,11 +25,10 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from export.graph import tensor_readers
+from export.graph import COPYING_PAD_MODES, conv_groups, output_channel_axis, pad_mode, tensor_readers
 
 ALPHA = 0.5
 _POSITIVE_HOMOGENEOUS = ("Relu", "LeakyRelu")  # f(x / s) = f(x) / s for every s > 0
-_COPYING_PAD_MODES = ("reflect", "edge")  # a constant pad commutes only with the value 0
 
 
 @dataclass(frozen=True)
@@ -41,29 +40,24 @@ class Pair:
     activation: str  # the consumer's input: the tensor whose channel ranges are equalized
 
 
-def _out_axis(node: onnx.NodeProto) -> int:
-    """The weight axis of the node's output channels: Conv [O, I, ...], ConvTranspose [I, O, ...]."""
-    return 0 if node.op_type == "Conv" else 1
-
-
-def _channel_preserving(node: onnx.NodeProto, constants: Mapping[str, np.ndarray]) -> bool:
+def _channel_preserving(node: onnx.NodeProto, inits: Mapping[str, onnx.TensorProto]) -> bool:
     if node.op_type in _POSITIVE_HOMOGENEOUS:
         return True
     if node.op_type != "Pad":
         return False
-    mode = next((a.s.decode() for a in node.attribute if a.name == "mode"), "constant")
-    if mode in _COPYING_PAD_MODES:
+    mode = pad_mode(node)
+    if mode in COPYING_PAD_MODES:
         return True
     value = node.input[2] if len(node.input) > 2 and node.input[2] else None
-    return mode == "constant" and (value is None or (value in constants and not constants[value].any()))
+    zero = value is None or (value in inits and not numpy_helper.to_array(inits[value]).any())
+    return mode == "constant" and zero  # a constant pad commutes with scaling only when it adds zeros
 
 
 def equalizable_pairs(model: onnx.ModelProto) -> list[Pair]:
     """Every producer -> consumer pair that `equalize` may rescale, in graph order. Both are ungrouped
     Conv / ConvTranspose with weights (and bias) of their own; every tensor between them has one reader."""
     graph = model.graph
-    inits = {i.name for i in graph.initializer}
-    constants = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    inits = {i.name: i for i in graph.initializer}
     readers = tensor_readers(graph)
     consumers_of: dict[str, onnx.NodeProto] = {}
     for node in graph.node:
@@ -71,9 +65,8 @@ def equalizable_pairs(model: onnx.ModelProto) -> list[Pair]:
             consumers_of.setdefault(name, node)
 
     def own_parameters(node: onnx.NodeProto) -> bool:
-        groups = next((a.i for a in node.attribute if a.name == "group"), 1)
         params = [name for name in node.input[1:] if name]
-        return groups == 1 and bool(params) and all(p in inits and readers[p] == 1 for p in params)
+        return conv_groups(node) == 1 and bool(params) and all(p in inits and readers[p] == 1 for p in params)
 
     pairs = []
     for node in graph.node:
@@ -86,7 +79,7 @@ def equalizable_pairs(model: onnx.ModelProto) -> list[Pair]:
                 if after.input[0] == tensor and own_parameters(after):
                     pairs.append(Pair(node.name, after.name, tensor))
                 break
-            if not _channel_preserving(after, constants) or after.input[0] != tensor:
+            if not _channel_preserving(after, inits) or after.input[0] != tensor:
                 break
             tensor = after.output[0]
     return pairs
@@ -129,10 +122,10 @@ def equalize(
     scales = {}
     for pair in pairs:
         producer, consumer = nodes[pair.producer], nodes[pair.consumer]
-        in_axis = 1 - _out_axis(consumer)
+        in_axis = 1 - output_channel_axis(consumer.op_type)
         weight = numpy_helper.to_array(inits[consumer.input[1]])
         s = channel_scales(*ranges[pair.activation], weight, in_axis, alpha)
-        rescale(producer.input[1], 1.0 / s, _out_axis(producer))
+        rescale(producer.input[1], 1.0 / s, output_channel_axis(producer.op_type))
         if len(producer.input) > 2 and producer.input[2]:
             rescale(producer.input[2], 1.0 / s, 0)
         rescale(consumer.input[1], s, in_axis)

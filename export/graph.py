@@ -177,6 +177,23 @@ def _unique(nodes: Iterable[onnx.NodeProto]) -> list[onnx.NodeProto]:
     return list(seen.values())
 
 
+COPYING_PAD_MODES = ("reflect", "edge")  # pads that only copy values: they commute with rounding and scaling
+
+
+def pad_mode(node: onnx.NodeProto) -> str:
+    """A Pad node's mode ("constant" when unset, as ONNX defines)."""
+    return next((a.s.decode() for a in node.attribute if a.name == "mode"), "constant")
+
+
+def conv_groups(node: onnx.NodeProto) -> int:
+    return next((a.i for a in node.attribute if a.name == "group"), 1)
+
+
+def output_channel_axis(op_type: str) -> int:
+    """The weight axis of a convolution's output channels: Conv [O, I, ...], ConvTranspose [I, O, ...]."""
+    return 0 if op_type == "Conv" else 1
+
+
 def tensor_readers(graph: onnx.GraphProto) -> collections.Counter[str]:
     """How many nodes read each tensor, a graph output counting as one more: a rewrite may change a
     tensor's values, or replace an initializer, only where it is the one reader."""

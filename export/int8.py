@@ -48,7 +48,16 @@ from onnx import TensorProto, helper, numpy_helper
 from export.calibration import CALIBRATION_SEEDS, SELECTION_SEEDS, SOURCE, landscape_feeds
 from export.equalize import ALPHA as EQUALIZE_ALPHA
 from export.equalize import equalizable_pairs, equalize, equalized_ranges
-from export.graph import conv_transpose_to_subpixel, ensure_node_names, refresh_value_info, tensor_readers
+from export.graph import (
+    COPYING_PAD_MODES,
+    conv_groups,
+    conv_transpose_to_subpixel,
+    ensure_node_names,
+    output_channel_axis,
+    pad_mode,
+    refresh_value_info,
+    tensor_readers,
+)
 from runtime.errors import ExportError
 
 if TYPE_CHECKING:
@@ -112,7 +121,7 @@ def conv_sites(model: onnx.ModelProto) -> list[ConvSite]:
         if node.op_type not in QUANTIZED_OPS or node.input[1] not in inits:
             continue
         w = list(inits[node.input[1]].dims)
-        groups = next((a.i for a in node.attribute if a.name == "group"), 1)
+        groups = conv_groups(node)
         if node.op_type == "Conv":  # weight [Cout, Cin/g, kh, kw]; every output pixel meets the kernel
             out = shapes[node.output[0]]
             taps = kernel_taps(numpy_helper.to_array(inits[node.input[1]]))
@@ -144,8 +153,7 @@ def quantization_point(
     pad = producers.get(node.input[0])
     if pad is None or pad.op_type != "Pad" or readers[pad.output[0]] != 1:
         return None
-    mode = next((a.s.decode() for a in pad.attribute if a.name == "mode"), "constant")
-    return pad if mode in ("reflect", "edge") else None
+    return pad if pad_mode(pad) in COPYING_PAD_MODES else None
 
 
 def channel_ranges(
@@ -179,13 +187,6 @@ def tensor_ranges(ranges: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> dict[s
     return {name: (float(lo.min()), float(hi.max())) for name, (lo, hi) in ranges.items()}
 
 
-def activation_ranges(
-    model: onnx.ModelProto, tensors: Sequence[str], feeds: Sequence[Mapping[str, np.ndarray]]
-) -> dict[str, tuple[float, float]]:
-    """min / max of each named tensor over `feeds`, from the float32 model on ONNX Runtime CPU."""
-    return tensor_ranges(channel_ranges(model, tensors, feeds))
-
-
 def uint8_params(lo: float, hi: float) -> tuple[float, int]:
     """Scale and zero point of an asymmetric uint8 quantization covering [lo, hi] and 0."""
     lo, hi = min(lo, 0.0), max(hi, 0.0)
@@ -213,7 +214,7 @@ def quantize_convs(
             numpy_helper.from_array(np.array(scale, np.float32), f"{p}.x_scale"),
             numpy_helper.from_array(np.array(zero, np.uint8), f"{p}.x_zero"),
         ]
-        axis = 0 if site.op == "Conv" else 1  # output channels of the weight
+        axis = output_channel_axis(site.op)
         weight = numpy_helper.to_array(inits[site.weight]).astype(np.float32)
         reduce = tuple(d for d in range(weight.ndim) if d != axis)
         w_scale = np.abs(weight).max(axis=reduce) / 127.0

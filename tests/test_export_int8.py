@@ -25,12 +25,13 @@ from export.int8 import (
     MIN_FLOP_SHARE,
     PEAK_TO_PEAK,
     RECIPE,
-    activation_ranges,
+    channel_ranges,
     conv_sites,
     export_int8,
     quantize_convs,
     quantize_generator,
     select_layers,
+    tensor_ranges,
     uint8_params,
 )
 from export.manifest import resolve_artifact
@@ -76,7 +77,7 @@ def test_uint8_parameters_cover_the_range_and_zero():
 def test_quantize_convs_rewires_only_the_chosen_layers(fp32_model):
     sites = conv_sites(fp32_model)
     feeds = [landscape_batch(list(CALIBRATION_SEEDS)[:4], 32, 32)]
-    ranges = activation_ranges(fp32_model, [s.activation for s in sites], feeds)
+    ranges = tensor_ranges(channel_ranges(fp32_model, [s.activation for s in sites], feeds))
     chosen = [sites[3], next(s for s in sites if s.op == "ConvTranspose"), sites[-1]]
     model8 = quantize_convs(fp32_model, chosen, ranges)
     onnx.checker.check_model(model8, full_check=True)
@@ -106,7 +107,7 @@ def test_quantizing_before_a_reflection_pad_is_the_same_arithmetic(fp32_model):
     """The pad then copies uint8; unless something else reads the padded floats, which must stay exact."""
     sites = [s for s in conv_sites(fp32_model) if "content.blocks" in s.weight]
     feeds = [landscape_batch(list(CALIBRATION_SEEDS)[:4], 32, 32)]
-    ranges = activation_ranges(fp32_model, [s.activation for s in sites], feeds)
+    ranges = tensor_ranges(channel_ranges(fp32_model, [s.activation for s in sites], feeds))
     hoisted = quantize_convs(fp32_model, sites, ranges)
     pads = [n for n in hoisted.graph.node if n.op_type == "Pad"]
     assert len([p for p in pads if p.input[0].endswith(".x_dq")]) == len(sites)  # every block conv

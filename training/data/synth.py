@@ -96,6 +96,7 @@ class _Spectrum:
     period: int
     rows: np.ndarray  # grid position of each frequency in the ring
     cols: np.ndarray
+    used_rows: np.ndarray  # rows with a frequency in the ring (the others stay zero)
     values: np.ndarray  # complex amplitude
     kx: np.ndarray  # cycles per period
     ky: np.ndarray
@@ -115,6 +116,7 @@ def _cloud_spectrum(rng: np.random.Generator, period: int, slope: float) -> _Spe
         period,
         rows,
         cols,
+        np.unique(rows),
         ring**-slope * np.exp(1j * phase[rows, cols]),
         kx[rows, cols],
         ky[rows, cols],
@@ -128,7 +130,7 @@ def _field(spectrum: _Spectrum, values: np.ndarray, size: int) -> np.ndarray:
     period = spectrum.period
     grid = np.zeros((period, period), np.complex128)
     grid[spectrum.rows, spectrum.cols] = values
-    used = np.unique(spectrum.rows)
+    used = spectrum.used_rows
     grid[used] = np.fft.ifft(grid[used], axis=1)
     return np.fft.ifft(grid[:, :size], axis=0)[:size].real
 
