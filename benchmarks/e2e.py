@@ -73,7 +73,8 @@ def _landscape(seed: int) -> np.ndarray:
 
 
 def write_photos(folder: Path, count: int = PHOTOS) -> list[Path]:
-    """Landscape photos (JPEG, as cameras write them) to feed the runtime by path."""
+    """Landscape photos (JPEG, as cameras write them) to feed the runtime by path: `count` of them, since
+    each takes ~1 s to render the first time in a process."""
     paths = []
     for seed in range(count):
         paths.append(folder / f"photo{seed}.jpg")
@@ -102,7 +103,7 @@ def measure_end_to_end(
         tempfile.TemporaryDirectory(prefix="dtvnet-e2e-") as tmp,
         Generator(artifact, backend=backend or "auto", device=device, batch_size=batch) as generator,
     ):
-        photos = write_photos(Path(tmp))
+        photos = write_photos(Path(tmp), 1 if batch == 1 else min(PHOTOS, clips))  # a stream reads one
         warmup = list(_frames(generator, photos, batch, batch))
         write_frames(warmup, Path(tmp) / "warmup.mp4", FPS)
         cpu = time.thread_time()  # what this content costs the encoder (noise costs far more than a sky)

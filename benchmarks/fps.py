@@ -15,9 +15,9 @@ measured fp32 matmul peak, ratios to the reference line and to the paper's "31 F
 The model is the checkpoint given, else a paper-configuration checkpoint with realistic random weights
 (`training.realistic`); its artifacts come from `export` (cached per checkpoint). Random weights make
 frames of noise, the video encoder's worst case, so the best line is also run end to end on a
-generator fitted to time-lapses, whose frames are smooth like a trained model's. `--quick` (small
-model, batch 1, short runs) takes about a minute once its models and artifacts are cached (the first
-run makes them: a few minutes); CI runs it.
+generator fitted to time-lapses, whose frames are smooth like a trained model's. `--quick` (the bundled
+demo model, batch 1, short runs) takes under a minute once its artifacts are cached (the first run
+exports them: about two minutes); CI runs it.
 """
 
 from __future__ import annotations
@@ -86,11 +86,14 @@ def keys_argument(text: str) -> tuple[str, ...]:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="dtvnet bench", description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--quick", action="store_true", help="small model, batch 1, short runs (~1 minute once cached)"
+        "--quick",
+        action="store_true",
+        help="the bundled demo model, batch 1, short runs (under a minute once exported)",
     )
     parser.add_argument("--checkpoint", type=Path, help="checkpoint to benchmark (default: realistic random)")
     parser.add_argument(
-        "--preset", help="model preset of the default checkpoint (default paper; quick: small)"
+        "--preset",
+        help="benchmark this preset with realistic random weights (default paper; --quick: the demo model)",
     )
     parser.add_argument("--batch", type=batches_argument, help="batch sizes (default 1,4,8; quick: 1)")
     parser.add_argument("--lines", type=keys_argument, help="line keys to run (default: all available)")
@@ -224,6 +227,16 @@ def add_end_to_end(
         entry[field] = {**result.to_dict(), "vs_engine": result.fps / entry["frames_per_s"]}
 
 
+def model_checkpoint(quick_default: bool, preset: str, demo: Path | None) -> Path:
+    """The benchmarked model when none is given: for `--quick` without `--preset`, the bundled demo model
+    (a trained small-preset generator: its own natural frames, one model to export instead of three, so
+    a first run on a fresh machine takes ~1.5 minutes, not ~4); else `preset` with realistic random
+    weights, whose best line is also run on natural frames (`natural_context`)."""
+    if quick_default and demo is not None:
+        return demo
+    return benchmark_checkpoint(preset)
+
+
 def natural_context(preset: str, int8_psnr: float) -> lines_lib.Context:
     """The artifacts of a generator whose frames look like a trained model's (its int8 layers chosen for
     it, like any export's): what the end-to-end runs on natural frames use. Random weights make
@@ -281,7 +294,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from training import checkpoint as ckpt_io
     from training.model import generator_flops
 
-    checkpoint = args.checkpoint or benchmark_checkpoint(preset)
+    demo = demo_checkpoint()
+    checkpoint = args.checkpoint or model_checkpoint(args.quick and args.preset is None, preset, demo)
+    random_weights = args.checkpoint is None and checkpoint != demo
     info = ckpt_io.read_info(checkpoint)
     cfg = info["config"]
     machine = describe_machine(usable_cores(), args.machine)
@@ -302,7 +317,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         repeats = QUICK_E2E_REPEATS if args.quick else E2E_REPEATS
         add_end_to_end(entries, context, seconds, repeats)
         best = best_path(entries)
-        if args.checkpoint is None and best is not None:  # random weights: also on natural frames
+        if random_weights and best is not None:  # also on natural frames
             natural = natural_context(preset, args.int8_psnr)
             natural_info = {
                 "natural_checkpoint": str(natural.checkpoint),
@@ -311,10 +326,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             add_end_to_end(entries, natural, seconds, repeats, keys={best["key"]}, field="e2e_natural")
     qualities: list[dict[str, Any]] = []
     if not args.no_quality:
-        demo = demo_checkpoint()
-        extra = [*args.quality_checkpoint, *([demo] if demo else [])]
+        models = list(dict.fromkeys([Path(checkpoint), *args.quality_checkpoint, *([demo] if demo else [])]))
         cpu_keys = [k for k in keys if lines_lib.line(k).device == "cpu" and k not in skipped]
-        for path in [Path(checkpoint), *extra]:
+        for path in models:
             print(f"quality: {path}...", file=sys.stderr, flush=True)
             exports_q = exports if path == Path(checkpoint) else None
             qualities.append(
@@ -335,7 +349,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "model": {
             "checkpoint": str(checkpoint),
             "source": describe_source(info),
-            "preset_or_source": Path(args.checkpoint).name if args.checkpoint else f"{preset} preset",
+            "preset_or_source": f"{preset} preset" if random_weights else Path(checkpoint).name,
             "config": cfg.to_dict(),
             "image_size": cfg.image_size,
             "frames": cfg.frames,

@@ -74,7 +74,7 @@ MIN_FLOP_SHARE = 0.005  # smaller ones save too little time to spend quality on 
 PEAK_TO_PEAK = 2.0  # frames live in [-1, 1]
 BATCH = 4  # calibration and selection batch
 FILL_TRIES = 4  # measured tries to add layers after the greedy choice
-RECIPE = 3  # bump when what an export makes changes: caches of int8 artifacts (benchmarks) re-export
+RECIPE = 4  # bump when what an export makes changes: caches of int8 artifacts (benchmarks) re-export
 
 
 @dataclass(frozen=True)

@@ -98,10 +98,13 @@ def test_bf16_lines_need_bf16_arithmetic(tmp_path: Path, monkeypatch: pytest.Mon
 
 @pytest.mark.slow
 def test_quick_benchmark_writes_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # its checkpoint and exports
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # its exports
     assert fps.main(["--quick", "--out", str(tmp_path / "results"), "--machine", "ci"]) == 0
     results = json.loads((tmp_path / "results" / "ci.json").read_text())
     assert (tmp_path / "results" / "ci.md").read_text().startswith("# dtvnet fps")
+    demo = fps.demo_checkpoint()  # the model of --quick: trained, so no separate natural-frames run
+    assert results["model"]["checkpoint"] == str(demo) and "natural_checkpoint" not in results["model"]
+    assert [q["checkpoint"] for q in results["quality"]] == [str(demo)]  # measured once, not twice
     entries = {e["key"]: e for e in results["lines"]}
     assert entries["reference"]["vs_reference"] == 1.0 and entries["reference"]["batch"] == 1
     for key in ("ort-fp32", "ort-int8", "ov-fp32", "ov-bf16", "ov-int8"):
@@ -114,15 +117,28 @@ def test_quick_benchmark_writes_results(tmp_path: Path, monkeypatch: pytest.Monk
     for key in ("reference", "ort-fp32", "ov-int8"):  # the runtime runs these end to end
         e2e = entries[key]["e2e"]
         assert e2e["frames"] > 0 and e2e["vs_engine"] > 0 and e2e["vs_engine_alone"] > 0
+        assert "e2e_natural" not in entries[key]
     assert entries["ov-int8"]["psnr_db"] >= 35.0 and entries["ov-fp32"]["psnr_db"] > 80
     assert "onnxruntime" in results["machine"]["libraries"] and len(results["machine"]["load_after"]) == 3
     assert results["peak_fp32_gflops"] > 0 and results["summary"]["best_key"] != "reference"
     assert results["quality"][0]["lines"]["ov-int8"]["psnr_db_min"] == entries["ov-int8"]["psnr_db"]
-    best = entries[results["summary"]["best_key"]]  # also end to end on a model with natural frames
+
+
+@pytest.mark.slow
+def test_random_weights_best_line_also_runs_on_natural_frames(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # its checkpoints and exports
+    argv = ["--quick", "--preset", "tiny", "--lines", "ov-int8", "--no-quality", "--machine", "ci"]
+    assert fps.main([*argv, "--out", str(tmp_path / "results")]) == 0
+    results = json.loads((tmp_path / "results" / "ci.json").read_text())
+    assert "realistic random weights" in results["model"]["source"]
+    assert "fitted to procedural time-lapses" in results["model"]["natural_source"]
+    best = {e["key"]: e for e in results["lines"]}[results["summary"]["best_key"]]
+    assert best["key"] == "ov-int8"
     natural = best["e2e_natural"]
     assert natural["frames"] > 0 and natural["engine_alone_frames_per_s"] > 0
     assert results["summary"]["best_e2e_natural_vs_engine"] == natural["vs_engine_alone"]
-    assert "fitted to procedural time-lapses" in results["model"]["natural_source"]
     # the encoder's cost of each kind of frame is recorded; which is cheaper is a measurement (the full
     # run's), not a unit test: on a few small frames the timing flips (0.138 vs 0.098 ms once in CI)
     assert natural["encode_ms_per_frame"] > 0 and best["e2e"]["encode_ms_per_frame"] > 0
