@@ -252,7 +252,9 @@ def best_path(entries: list[dict[str, Any]]) -> dict[str, Any] | None:
     others = [
         e
         for e in entries
-        if lines_lib.line(e["key"]).device == "cpu" and lines_lib.line(e["key"]).loader != "reference"
+        if (item := lines_lib.line(e["key"])).device == "cpu"
+        and item.loader != "reference"
+        and not item.natural
     ]
     return max(others, key=lambda e: e["frames_per_s"]) if others else None
 
@@ -269,6 +271,8 @@ def summarize(entries: list[dict[str, Any]], quality: dict[str, Any] | None) -> 
     best_ref = max(ref, key=lambda e: e["frames_per_s"])
     fastest_ref = max(variants, key=lambda e: e["frames_per_s"])
     psnr = (quality or {}).get("lines", {}).get(best["key"], {}).get("psnr_db_min")
+    natural = [e for e in cpu if lines_lib.line(e["key"]).natural]
+    fitted = max(natural, key=lambda e: e["frames_per_s"]) if natural else None
     return {
         "best_key": best["key"],
         "best_label": best["label"],
@@ -283,6 +287,17 @@ def summarize(entries: list[dict[str, Any]], quality: dict[str, Any] | None) -> 
         "best_psnr_db_min": psnr,
         "best_e2e_vs_engine": (best.get("e2e") or {}).get("vs_engine_alone"),
         "best_e2e_natural_vs_engine": (best.get("e2e_natural") or {}).get("vs_engine_alone"),
+        **(
+            {
+                "fitted_key": fitted["key"],
+                "fitted_batch": fitted["batch"],
+                "fitted_fps": fitted["frames_per_s"],
+                "fitted_vs_reference_best": fitted["frames_per_s"] / best_ref["frames_per_s"],
+                "fitted_psnr_db_min": fitted.get("psnr_db"),
+            }
+            if fitted
+            else {}
+        ),
     }
 
 
@@ -305,40 +320,47 @@ def main(argv: Sequence[str] | None = None) -> int:
     exports = export_artifacts(
         checkpoint, args.exports, fp16=not args.quick, int8_psnr=args.int8_psnr, engines=not args.quick
     )
-    context = lines_lib.Context(Path(checkpoint), exports)
     keys = args.lines or tuple(line.key for line in lines_lib.LINES)
+    wants_natural = not args.no_e2e or any(lines_lib.line(k).natural for k in keys)
+    natural = natural_context(preset, args.int8_psnr) if random_weights and wants_natural else None
+    context = lines_lib.Context(Path(checkpoint), exports, natural)
     timings, skipped, devices = time_lines(context, keys, batches, protocol, cfg)
     gflop = generator_flops(cfg) / 1e9
     peak = max(peaks.values(), default=0.0)
     entries = line_entries(timings, devices, gflop, cfg.frames, peak)
     natural_info: dict[str, str] = {}
+    if natural is not None:
+        natural_info = {
+            "natural_checkpoint": str(natural.checkpoint),
+            "natural_source": describe_source(ckpt_io.read_info(natural.checkpoint)),
+        }
     if not args.no_e2e:
         seconds = args.e2e_seconds or (QUICK_E2E_SECONDS if args.quick else E2E_SECONDS)
         repeats = QUICK_E2E_REPEATS if args.quick else E2E_REPEATS
         add_end_to_end(entries, context, seconds, repeats)
         best = best_path(entries)
-        if random_weights and best is not None:  # also on natural frames
-            natural = natural_context(preset, args.int8_psnr)
-            natural_info = {
-                "natural_checkpoint": str(natural.checkpoint),
-                "natural_source": describe_source(ckpt_io.read_info(natural.checkpoint)),
-            }
+        if natural is not None and best is not None:  # also on natural frames
             add_end_to_end(entries, natural, seconds, repeats, keys={best["key"]}, field="e2e_natural")
     qualities: list[dict[str, Any]] = []
     if not args.no_quality:
-        models = list(dict.fromkeys([Path(checkpoint), *args.quality_checkpoint, *([demo] if demo else [])]))
-        cpu_keys = [k for k in keys if lines_lib.line(k).device == "cpu" and k not in skipped]
+        where = {Path(checkpoint): exports, **({natural.checkpoint: natural.exports} if natural else {})}
+        models = list(dict.fromkeys([*where, *args.quality_checkpoint, *([demo] if demo else [])]))
+        twins = [lines_lib.line(k).natural_of for k in keys if lines_lib.line(k).natural and k not in skipped]
+        cpu_keys = list(
+            dict.fromkeys([*(k for k in keys if k in lines_lib.CPU_KEYS and k not in skipped), *twins])
+        )
         for path in models:
             print(f"quality: {path}...", file=sys.stderr, flush=True)
-            exports_q = exports if path == Path(checkpoint) else None
+            images = 4 if args.quick else 8
             qualities.append(
-                measure_quality(
-                    path, exports_q, keys=cpu_keys, images=4 if args.quick else 8, int8_psnr=args.int8_psnr
-                )
+                measure_quality(path, where.get(path), keys=cpu_keys, images=images, int8_psnr=args.int8_psnr)
             )
-        own = qualities[0]
+        own = qualities[0]["lines"]
+        fitted = qualities[1]["lines"] if natural else {}  # the natural model's lines (its own artifacts)
         for entry in entries:
-            entry["psnr_db"] = own["lines"].get(entry["key"], {}).get("psnr_db_min")
+            item = lines_lib.line(entry["key"])
+            found = fitted.get(item.natural_of, {}) if item.natural else own.get(item.key, {})
+            entry["psnr_db"] = found.get("psnr_db_min")
     machine.load_after = load_average()
     results = {
         "benchmark": "dtvnet fps",

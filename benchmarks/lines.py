@@ -42,6 +42,11 @@ class Line:
     reference: bool = False  # the line every ratio is against
     loader: str = "backend"  # "reference" (the reference's module), "autocast", or a runtime backend
     env: tuple[tuple[str, str], ...] = ()  # environment of its process (see benchmarks.worker)
+    natural_of: str = ""  # the line it repeats on the natural model's artifacts (Context.natural)
+
+    @property
+    def natural(self) -> bool:
+        return bool(self.natural_of)
 
     @property
     def label(self) -> str:
@@ -50,10 +55,20 @@ class Line:
 
 @dataclass
 class Context:
-    """Where a benchmark's model lives."""
+    """Where a benchmark's model lives; `natural`: where the same preset fitted to time-lapses lives, when
+    the benchmarked model has random weights (`benchmarks.fps.natural_context`)."""
 
     checkpoint: Path
     exports: Path
+    natural: Context | None = None
+
+    def of(self, item: Line) -> Context:
+        """The context a line runs in: its natural model's, or this one."""
+        if not item.natural:
+            return self
+        if self.natural is None:
+            raise ValueError(f"line {item.key} needs a natural model; the benchmark made none")
+        return self.natural
 
 
 @dataclass
@@ -103,6 +118,13 @@ LINES: tuple[Line, ...] = (
         "ov-int8", "OpenVINO CPU", "int8", INT8_DIR, "cpu", "openvino",
         "int8 convolutions chosen by the export, bf16 elsewhere (the manifest's precision)",
     ),
+    Line(
+        "ov-int8-natural", "OpenVINO CPU (fitted weights)", "int8", INT8_DIR, "cpu", None,
+        "the same preset fitted to time-lapses, exported with the int8 layers its own quality allows: "
+        "how fast the int8 export of a model with natural frames runs (random weights let fewer layers "
+        "into int8); another model, so never the best path",
+        natural_of="ov-int8",
+    ),
     Line("ort-cuda-fp32", "ONNX Runtime CUDA EP", "fp32", GENERATOR_DIR, "cuda", "onnxruntime"),
     Line("ort-cuda-fp16", "ONNX Runtime CUDA EP", "fp16", FP16_DIR, "cuda", "onnxruntime"),
     Line("ort-trt-fp16", "ONNX Runtime TensorRT EP", "fp16", FP16_DIR, "tensorrt", "onnxruntime"),
@@ -115,7 +137,7 @@ LINES: tuple[Line, ...] = (
     ),
 )
 # fmt: on
-CPU_KEYS = tuple(line.key for line in LINES if line.device == "cpu")
+CPU_KEYS = tuple(line.key for line in LINES if line.device == "cpu" and not line.natural)
 
 
 def line(key: str) -> Line:
@@ -187,21 +209,28 @@ def unavailable(item: Line, context: Context) -> str | None:
         trt = importlib.import_module("tensorrt") if _installed("tensorrt") else None
         if trt is None or not hasattr(trt, "Builder"):
             return "TensorRT is not installed (pip install 'dtvnet[gpu]')"
+    if item.natural and context.natural is None:
+        return NO_NATURAL
+    context = context.of(item)
     if item.artifact != CHECKPOINT and not (context.exports / item.artifact).is_dir():
         return f"no {item.artifact} artifact was exported"
     return None
 
 
+NO_NATURAL = "the benchmarked model is a checkpoint, not random weights: its frames are its own natural ones"
+
+
 def artifact_path(item: Line, context: Context) -> Path:
+    context = context.of(item)
     return context.checkpoint if item.artifact == CHECKPOINT else context.exports / item.artifact
 
 
 def load(item: Line, context: Context) -> Loaded:
     """Load a line for timing (engine only: arrays in, video out)."""
     if item.loader == "reference":
-        return _load_reference(context.checkpoint)
+        return _load_reference(context.of(item).checkpoint)
     if item.loader == "autocast":
-        return _load_autocast(context.checkpoint, item.device)
+        return _load_autocast(context.of(item).checkpoint, item.device)
     manifest, model_path = open_artifact(artifact_path(item, context))
     if item.key == "ov-bf16":  # the fp32 artifact, told to compute in bf16
         manifest = replace(manifest, extra={**manifest.extra, "openvino": {"inference_precision": "bf16"}})

@@ -135,6 +135,17 @@ def footnotes(results: dict[str, Any]) -> list[str]:
             f"{best['best_vs_fastest_reference']:.2f}x the fastest reference layout "
             f"({best['fastest_reference_layout']}, {best['fastest_reference_fps']:.1f} frames/s)."
         )
+    if best.get("fitted_key"):
+        psnr = best["fitted_psnr_db_min"]
+        notes.append(
+            f"fitted weights ({best['fitted_key']}): the int8 export of "
+            f"{results['model'].get('natural_source', 'a generator fitted to time-lapses')}, timed in the "
+            f"same rounds: batch {best['fitted_batch']}, {best['fitted_fps']:.1f} frames/s = "
+            f"{best['fitted_vs_reference_best']:.2f}x the reference's best"
+            + (f", PSNR {psnr:.1f} dB against its own float32 frames" if psnr is not None else "")
+            + ". Speed does not depend on the weights, but the int8 layer choice does: random weights let "
+            "fewer layers into int8 than a model with natural frames."
+        )
     load = m["load_before"][0] if m["load_before"] else 0.0
     if load > 0.5 * m["cores"]:
         notes.append(

@@ -129,7 +129,7 @@ def test_random_weights_best_line_also_runs_on_natural_frames(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # its checkpoints and exports
-    argv = ["--quick", "--preset", "tiny", "--lines", "ov-int8", "--no-quality", "--machine", "ci"]
+    argv = ["--quick", "--preset", "tiny", "--lines", "ov-int8,ov-int8-natural", "--machine", "ci"]
     assert fps.main([*argv, "--out", str(tmp_path / "results")]) == 0
     results = json.loads((tmp_path / "results" / "ci.json").read_text())
     assert "realistic random weights" in results["model"]["source"]
@@ -143,3 +143,12 @@ def test_random_weights_best_line_also_runs_on_natural_frames(
     # run's), not a unit test: on a few small frames the timing flips (0.138 vs 0.098 ms once in CI)
     assert natural["encode_ms_per_frame"] > 0 and best["e2e"]["encode_ms_per_frame"] > 0
     assert "natural frames" in (tmp_path / "results" / "ci.md").read_text()
+    # the fitted model's own int8 export is timed beside the others, never taken for the best path
+    fitted = {e["key"]: e for e in results["lines"]}["ov-int8-natural"]
+    summary = results["summary"]
+    assert summary["fitted_key"] == "ov-int8-natural" and summary["fitted_fps"] == fitted["frames_per_s"]
+    assert fitted["vs_reference"] > 0 and "e2e" not in fitted
+    qualities = {q["checkpoint"]: q for q in results["quality"]}  # its PSNR: on its own model
+    natural_psnr = qualities[results["model"]["natural_checkpoint"]]["lines"]["ov-int8"]["psnr_db_min"]
+    assert fitted["psnr_db"] == natural_psnr and summary["fitted_psnr_db_min"] == natural_psnr
+    assert "fitted weights (ov-int8-natural)" in (tmp_path / "results" / "ci.md").read_text()
