@@ -152,3 +152,23 @@ def test_random_weights_best_line_also_runs_on_natural_frames(
     natural_psnr = qualities[results["model"]["natural_checkpoint"]]["lines"]["ov-int8"]["psnr_db_min"]
     assert fitted["psnr_db"] == natural_psnr and summary["fitted_psnr_db_min"] == natural_psnr
     assert "fitted weights (ov-int8-natural)" in (tmp_path / "results" / "ci.md").read_text()
+
+
+def test_fitted_weights_line_needs_a_natural_model_and_is_never_the_best_path(tmp_path: Path):
+    item = lines.line("ov-int8-natural")
+    assert item.natural and not lines.line(item.natural_of).natural and item.key not in lines.CPU_KEYS
+    alone = lines.Context(tmp_path, tmp_path)  # a given checkpoint: no natural model to run
+    assert lines.unavailable(item, alone) == lines.NO_NATURAL
+    natural = lines.Context(tmp_path / "fitted", tmp_path / "fitted-exports")
+    (natural.exports / item.artifact).mkdir(parents=True)
+    both = lines.Context(tmp_path, tmp_path, natural)
+    assert lines.unavailable(item, both) is None
+    assert lines.artifact_path(item, both) == natural.exports / item.artifact
+    assert lines.artifact_path(lines.line("ov-int8"), both) == tmp_path / item.artifact
+    timings = {("reference", 1): timing(100.0), ("ov-int8", 1): timing(50.0), (item.key, 1): timing(25.0)}
+    devices = {"reference": "torch", "ov-int8": "openvino", item.key: "openvino"}
+    entries = fps.line_entries(timings, devices, 38.5, 32, 500.0)
+    assert fps.best_path(entries)["key"] == "ov-int8"  # the faster fitted line is another model
+    summary = fps.summarize(entries, None)
+    assert summary["best_vs_reference_best"] == pytest.approx(2.0)
+    assert summary["fitted_key"] == item.key and summary["fitted_vs_reference_best"] == pytest.approx(4.0)
