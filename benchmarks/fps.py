@@ -230,7 +230,7 @@ def add_end_to_end(
 def model_checkpoint(quick_default: bool, preset: str, demo: Path | None) -> Path:
     """The benchmarked model when none is given: for `--quick` without `--preset`, the bundled demo model
     (a trained small-preset generator: its own natural frames, one model to export instead of three, so
-    a first run on a fresh machine takes ~1.5 minutes, not ~4); else `preset` with realistic random
+    a first run on a fresh machine takes under two minutes, not ~4); else `preset` with realistic random
     weights, whose best line is also run on natural frames (`natural_context`)."""
     if quick_default and demo is not None:
         return demo
@@ -349,14 +349,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         cpu_keys = list(
             dict.fromkeys([*(k for k in keys if k in lines_lib.CPU_KEYS and k not in skipped), *twins])
         )
+        images = 4 if args.quick else 8
+        measured = {}
         for path in models:
             print(f"quality: {path}...", file=sys.stderr, flush=True)
-            images = 4 if args.quick else 8
-            qualities.append(
-                measure_quality(path, where.get(path), keys=cpu_keys, images=images, int8_psnr=args.int8_psnr)
+            measured[path] = measure_quality(
+                path, where.get(path), keys=cpu_keys, images=images, int8_psnr=args.int8_psnr
             )
-        own = qualities[0]["lines"]
-        fitted = qualities[1]["lines"] if natural else {}  # the natural model's lines (its own artifacts)
+        qualities = list(measured.values())
+        own = measured[Path(checkpoint)]["lines"]
+        fitted = measured[natural.checkpoint]["lines"] if natural else {}  # on its own artifacts
         for entry in entries:
             item = lines_lib.line(entry["key"])
             found = fitted.get(item.natural_of, {}) if item.natural else own.get(item.key, {})
