@@ -20,7 +20,7 @@ import numpy as np
 
 from export.fp16 import FP16_DIR
 from export.int8 import INT8_DIR
-from export.onnx import GENERATOR_DIR
+from export.manifest import GENERATOR_DIR
 from export.trt import engine_dir
 from runtime.backends import load_checked, open_artifact
 

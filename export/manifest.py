@@ -18,6 +18,8 @@ from runtime.errors import IntegrityError, ManifestError
 from runtime.fsutil import atomic_file, sha256_file
 
 MANIFEST_NAME = "manifest.json"
+GENERATOR_DIR = "onnx-fp32"  # the float32 ONNX artifacts every other export derives from
+FLOW_ENCODER_DIR = "ofe-fp32"
 FORMAT = "dtvnet-artifact"
 FORMAT_VERSION = 1
 KINDS = ("generator", "flow_encoder")

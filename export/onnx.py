@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from export.graph import simplify
-from export.manifest import Manifest, graph_io, model_manifest
+from export.manifest import FLOW_ENCODER_DIR, GENERATOR_DIR, Manifest, graph_io, model_manifest
 from export.progress import Steps, steps_or_new
 from runtime.errors import ExportError
 from runtime.fsutil import atomic_dir, ensure_writable_dir, refuse_overwrite, sha256_file
@@ -36,8 +36,6 @@ from training.model import FlowEncoder, Generator
 log = logging.getLogger(__name__)
 
 DEFAULT_OPSET = 18
-GENERATOR_DIR = "onnx-fp32"
-FLOW_ENCODER_DIR = "ofe-fp32"
 MODEL_FILE = "model.onnx"
 MAX_BATCH = 4096
 EXPORTERS = ("dynamo", "legacy")

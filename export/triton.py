@@ -214,7 +214,7 @@ def plan_models(
     """The models to serve from an export folder: `onnx-fp16` as NAME (required); `trt-fp16` as NAME_trt
     (if `engine`, and it exists); `ofe-fp32` as NAME_ofe (if it exists). All from one checkpoint."""
     from export.fp16 import FP16_DIR
-    from export.onnx import FLOW_ENCODER_DIR
+    from export.manifest import FLOW_ENCODER_DIR
     from export.trt import engine_dir
 
     check_name(name)

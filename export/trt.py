@@ -144,7 +144,7 @@ class BuildPlan:
 def plan_build(tensorrt_version: str, precision: str, *, weak_typing: bool = False) -> BuildPlan:
     """Version dispatch: see the module docstring for why each combination is built this way."""
     from export.fp16 import FP16_DIR
-    from export.onnx import GENERATOR_DIR
+    from export.manifest import GENERATOR_DIR
 
     major = tensorrt_major(tensorrt_version)
     if major < MIN_TENSORRT_MAJOR:

@@ -39,6 +39,7 @@ TORCH_FREE = [
     "runtime.batch",
     "runtime.backends.triton",
     "export.triton",
+    "benchmarks.worker",  # every line's process imports it: ONNX Runtime and OpenVINO lines stay torch-free
 ]
 
 
