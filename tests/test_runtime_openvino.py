@@ -105,3 +105,62 @@ def test_run_many_on_parallel_streams_matches_batched_engine_calls(tiny_exports:
         generator.batch_size = 1  # below the stream count: one batched call per clip
         batched = np.stack([c.frames for c in generator.run_many(images, seed=3)])
     assert np.abs(streamed.astype(int) - batched.astype(int)).max() <= 1
+
+
+def _vnni() -> bool | None:
+    """Whether this CPU has VNNI (int8 dot products into 32 bits); None where /proc/cpuinfo is missing."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return None
+    return any(flag in flags for flag in ("avx512_vnni", "avx_vnni", "amx_int8"))
+
+
+def _int8_conv_model(weights: np.ndarray) -> bytes:
+    """A QDQ 3x3 convolution whose input scale is 1: uint8 inputs in, their integer sums out."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    k = weights.shape[0]
+    inits = [
+        numpy_helper.from_array(weights, "w_q"),
+        numpy_helper.from_array(np.ones(k, np.float32), "w_scale"),
+        numpy_helper.from_array(np.zeros(k, np.int8), "w_zero"),
+        numpy_helper.from_array(np.array(1.0, np.float32), "x_scale"),
+        numpy_helper.from_array(np.array(0, np.uint8), "x_zero"),
+    ]
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "x_scale", "x_zero"], ["x_q"]),
+        helper.make_node("DequantizeLinear", ["x_q", "x_scale", "x_zero"], ["x_dq"]),
+        helper.make_node("DequantizeLinear", ["w_q", "w_scale", "w_zero"], ["w_dq"], axis=0),
+        helper.make_node("Conv", ["x_dq", "w_dq"], ["y"], pads=[1, 1, 1, 1]),
+    ]
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, weights.shape[1], 8, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    graph = helper.make_graph(nodes, "int8_conv", [x], [y], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]).SerializeToString()
+
+
+def test_openvino_int8_convolution_saturates_pairs_without_vnni():
+    """What export.int8's docstring says of OpenVINO's int8 arithmetic: without VNNI each pair of
+    adjacent input channels' u8 x s8 products is summed in saturating 16 bits (vpmaddubsw), so full-range
+    inputs and weights come out wrong; with VNNI the sums are exact. ONNX Runtime's are exact on both."""
+    vnni = _vnni()
+    if vnni is None:
+        pytest.skip("no /proc/cpuinfo to tell whether this CPU has VNNI")
+    from export.verify import onnxruntime_runner, openvino_runner
+
+    rng = np.random.default_rng(0)
+    weights = rng.integers(-127, 128, size=(16, 32, 3, 3)).astype(np.int8)
+    x = rng.integers(0, 256, size=(1, 32, 8, 8)).astype(np.float32)
+    cols = np.pad(x[0].astype(np.int64), ((0, 0), (1, 1), (1, 1)))
+    taps = np.stack([cols[:, i : i + 8, j : j + 8] for i in range(3) for j in range(3)], 1)  # C, 9, H, W
+    products = np.einsum("cthw,kct->kcthw", taps, weights.astype(np.int64).reshape(16, 32, 9))
+    exact = products.sum(axis=(1, 2))
+    pairs = products[:, 0::2] + products[:, 1::2]
+    assert (np.abs(pairs) > 2**15 - 1).any()  # the inputs do reach saturation
+    saturated = np.clip(pairs, -(2**15), 2**15 - 1).sum(axis=(1, 2))
+    model = _int8_conv_model(weights)
+    openvino = openvino_runner(model, "f32")({"x": x})[0]  # batch of one
+    onnxruntime = onnxruntime_runner(model)({"x": x})[0]
+    np.testing.assert_array_equal(onnxruntime, exact)
+    np.testing.assert_array_equal(openvino, exact if vnni else saturated)
