@@ -67,9 +67,16 @@ class LineWorker:
         )
         with _environment(dict(line(key).env)):  # a spawned process starts with a copy of os.environ
             self.process.start()
+        self.ready = False
+        self.device = ""
+        self.max_batch: int | None = None
+
+    def wait_ready(self) -> None:
+        """Block until the line is loaded (raises its error if loading failed)."""
         info = self._reply("ready")
-        self.device: str = info["device"]
-        self.max_batch: int | None = info["max_batch"]
+        self.device = info["device"]
+        self.max_batch = info["max_batch"]
+        self.ready = True
 
     def _reply(self, expected: str) -> Any:
         while not self.conn.poll(POLL_SECONDS):
@@ -91,7 +98,9 @@ class LineWorker:
         return times
 
     def close(self) -> None:
-        if self.process.is_alive():
+        if not self.ready:  # still loading (another line failed): nothing of it to keep
+            self.process.terminate()
+        elif self.process.is_alive():
             self.conn.send(("close",))
             self._reply("closed")
         self.process.join(timeout=30)
@@ -100,11 +109,15 @@ class LineWorker:
 def start_workers(
     keys: Sequence[str], context: Context, feeds: dict[int, dict[str, Any]]
 ) -> list[LineWorker]:
-    """One worker per line, started one after another (loading is heavy)."""
-    workers = []
+    """One loaded worker per line. They load side by side (imports, model reads and compilation keep
+    every core busy: a quick run's six lines load in ~6 s instead of ~11 one after another); nothing is
+    timed until all of them are ready."""
+    workers: list[LineWorker] = []
     try:
         for key in keys:
             workers.append(LineWorker(key, context, feeds))
+        for worker in workers:
+            worker.wait_ready()
     except BaseException:
         for worker in workers:
             worker.close()

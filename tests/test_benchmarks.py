@@ -172,3 +172,40 @@ def test_fitted_weights_line_needs_a_natural_model_and_is_never_the_best_path(tm
     summary = fps.summarize(entries, None)
     assert summary["best_vs_reference_best"] == pytest.approx(2.0)
     assert summary["fitted_key"] == item.key and summary["fitted_vs_reference_best"] == pytest.approx(4.0)
+
+
+def test_workers_load_side_by_side_and_time_on_request(tiny_artifacts):
+    from benchmarks.worker import start_workers
+    from export.calibration import landscape_batch
+
+    checkpoint, generator, _ = tiny_artifacts
+    context = lines.Context(checkpoint, generator.parent)
+    feeds = {1: landscape_batch([0], 32, 32)}
+    workers = start_workers(["ort-fp32", "ov-fp32"], context, feeds)
+    try:
+        assert [w.key for w in workers] == ["ort-fp32", "ov-fp32"] and all(w.ready for w in workers)
+        assert workers[0].device == "CPUExecutionProvider" and workers[1].device
+        assert len(workers[1].block(1, 2, 0.0)) == 2
+    finally:
+        for worker in workers:
+            worker.close()
+    assert not any(w.process.is_alive() for w in workers)
+
+
+def test_a_line_that_fails_to_load_stops_every_worker(
+    tiny_artifacts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from benchmarks import worker
+
+    made: list[worker.LineWorker] = []
+    init = worker.LineWorker.__init__
+
+    def recording_init(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        made.append(self)
+
+    monkeypatch.setattr(worker.LineWorker, "__init__", recording_init)
+    context = lines.Context(tmp_path / "no-checkpoint", tiny_artifacts[1].parent)  # reference cannot load
+    with pytest.raises(RuntimeError, match="benchmark line reference failed: CheckpointError"):
+        worker.start_workers(["reference", "ort-fp32"], context, {})
+    assert len(made) == 2 and not any(w.process.is_alive() for w in made)  # ort-fp32 too, loaded or not
