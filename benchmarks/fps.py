@@ -17,7 +17,7 @@ The model is the checkpoint given, else a paper-configuration checkpoint with re
 frames of noise, the video encoder's worst case, so the best line is also run end to end on a
 generator fitted to time-lapses, whose frames are smooth like a trained model's. `--quick` (the bundled
 demo model, batch 1, short runs) takes ~25 s once its artifacts are cached (the first run exports
-them: ~65 s on a 2-core machine); CI runs it.
+them: ~55 s on a 2-core machine); CI runs it.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="the bundled demo model, batch 1, short runs (~25 s once exported, ~65 s fresh)",
+        help="the bundled demo model, batch 1, short runs (~25 s once exported, ~55 s fresh)",
     )
     parser.add_argument("--checkpoint", type=Path, help="checkpoint to benchmark (default: realistic random)")
     parser.add_argument(
@@ -231,7 +231,7 @@ def add_end_to_end(
 def model_checkpoint(quick_default: bool, preset: str, demo: Path | None) -> Path:
     """The benchmarked model when none is given: for `--quick` without `--preset`, the bundled demo model
     (a trained small-preset generator: its own natural frames, one model to export instead of three, so
-    a first run on a fresh machine takes ~65 s, not ~4 minutes); else `preset` with realistic random
+    a first run on a fresh machine takes ~55 s, not ~4 minutes); else `preset` with realistic random
     weights, whose best line is also run on natural frames (`natural_context`)."""
     if quick_default and demo is not None:
         return demo

@@ -12,7 +12,10 @@ from the 35 dB a time-lapse needs. So the export measures, chooses and verifies:
    unit of error while the predicted PSNR of the worst clip stays >= `target_psnr` (errors of separate
    layers add up closely); build that model, measure it, and drop the last layers taken until the
    measurement agrees. Where it leaves room, try up to FILL_TRIES more layers one at a time against the
-   measured errors, each kept only if its measurement stays within the target.
+   measured errors, each kept only if its measurement stays within the target. Each measured model runs
+   only the part of the graph its int8 layers reach, fed with the float32 tensors where that part
+   begins (`export.suffix.FloatCut`: the same numbers from about half the work), where the float parts
+   compute in float32.
 3. verify: parity against PyTorch on fresh landscapes (not calibration or selection ones) with every
    runner (ONNX Runtime CPU in float32 elsewhere; OpenVINO with its recorded float precision),
    bound BOUNDS[("onnx", "int8")].
@@ -66,11 +69,12 @@ from export.graph import (
     refresh_value_info,
     tensor_readers,
 )
+from export.suffix import FloatCut
 from runtime.errors import ExportError
 
 if TYPE_CHECKING:
     from export.progress import Steps
-    from export.verify import Runner
+    from export.verify import Runner, TensorsRunner
 
 log = logging.getLogger(__name__)
 
@@ -299,20 +303,36 @@ def psnr(mse: float) -> float:
     return 10 * math.log10(PEAK_TO_PEAK**2 / mse) if mse > 0 else math.inf
 
 
-def deployment_runner() -> tuple[str, str, Callable[[bytes], Runner]]:
-    """(engine, float precision, model bytes -> Runner) the int8 artifact will run on here: OpenVINO,
+def deployment_runner() -> tuple[str, str, Callable[[bytes], TensorsRunner]]:
+    """(engine, float precision, model bytes -> runner of every output) the int8 artifact will run on
+    here: OpenVINO,
     with bfloat16 float parts if this CPU has them, where OpenVINO is installed; else ONNX Runtime.
 
     The precision chosen here is the one recorded and verified, so export on a CPU like the deployment
     one: an artifact exported without bfloat16 runs in float32 everywhere (slower, more exact)."""
-    from export.verify import onnxruntime_runner, openvino_runner
+    from export.verify import onnxruntime_outputs, openvino_outputs
 
     try:
         from runtime.backends.openvino import bf16_supported
     except ImportError:
-        return "onnxruntime", "fp32", onnxruntime_runner
+        return "onnxruntime", "fp32", onnxruntime_outputs
     precision = "bf16" if bf16_supported() else "f32"
-    return "openvino", precision, lambda model: openvino_runner(model, precision)
+    return "openvino", precision, lambda model: openvino_outputs(model, precision)
+
+
+def candidate_sites(sites: Sequence[ConvSite]) -> list[ConvSite]:
+    """The convolutions large enough to be worth quality: >= MIN_FLOP_SHARE of the clip."""
+    total = sum(s.flops for s in sites)
+    return [s for s in sites if s.flops >= MIN_FLOP_SHARE * total]
+
+
+def change_starts(model: onnx.ModelProto, sites: Sequence[ConvSite]) -> list[str]:
+    """The node at which quantizing each site changes `model`: the copying pad before it, or itself."""
+    graph = model.graph
+    nodes = {n.name: n for n in graph.node}
+    producers = {o: n for n in graph.node for o in n.output}
+    readers = tensor_readers(graph)
+    return [(quantization_point(nodes[s.node], producers, readers) or nodes[s.node]).name for s in sites]
 
 
 def select_layers(
@@ -323,20 +343,29 @@ def select_layers(
     feeds: Sequence[Mapping[str, np.ndarray]],
     reference: Sequence[np.ndarray],
     target_psnr: float,
+    cut: FloatCut | None = None,
 ) -> tuple[list[ConvSite], dict[str, float], float, float]:
     """Greedy choice of int8 layers under a PSNR target for every clip (see module docstring).
 
     Errors are tracked per clip, since clips differ by several dB: a layer is taken only if the predicted
     error of the worst clip stays within the budget. Returns the chosen sites, each candidate's extra
-    MSE alone (mean over clips), and the worst clip's MSE float-only and with the chosen layers.
+    MSE alone (mean over clips), and the worst clip's MSE float-only and with the chosen layers. With
+    `cut` (the float32 model's tensors on `feeds`), each model runs only the part its int8 layers reach.
     """
+    float_nodes = {n.name for n in model.graph.node}
 
     def mse_of(chosen: Sequence[ConvSite]) -> np.ndarray:
-        quantized = quantize_convs(model, chosen, ranges) if chosen else model
-        return clip_mse(make_runner(quantized.SerializeToString()), feeds, reference)
+        if not chosen:
+            return clip_mse(make_runner(model.SerializeToString()), feeds, reference)
+        quantized = quantize_convs(model, chosen, ranges)
+        changed = {n.name for n in quantized.graph.node} - float_nodes
+        part = cut.downstream(quantized, changed) if cut is not None else None
+        if part is None:
+            return clip_mse(make_runner(quantized.SerializeToString()), feeds, reference)
+        downstream, downstream_feeds = part
+        return clip_mse(make_runner(downstream.SerializeToString()), downstream_feeds, reference)
 
-    total = sum(s.flops for s in sites)
-    candidates = [s for s in sites if s.flops >= MIN_FLOP_SHARE * total]
+    candidates = candidate_sites(sites)
     base = mse_of([])
     budget = PEAK_TO_PEAK**2 / 10 ** (target_psnr / 10)
     if base.max() > budget:  # the float parts alone miss the target: no layer can be int8
@@ -384,7 +413,7 @@ def quantize_generator(
     target_psnr: float = DEFAULT_TARGET_PSNR,
 ) -> tuple[onnx.ModelProto, Int8Report]:
     """float32 generator ONNX -> int8 QDQ model with the layers `select_layers` picks, and its report."""
-    from export.verify import onnxruntime_runner
+    from export.verify import first_output, onnxruntime_runner
 
     named = onnx.ModelProto.FromString(model.SerializeToString())
     ensure_node_names(named)  # pairs, sites and reports refer to nodes by name
@@ -398,9 +427,23 @@ def quantize_generator(
     selection = landscape_feeds(SELECTION_SEEDS, image_size, motion_dim, BATCH)
     exact = onnxruntime_runner(named.SerializeToString())  # equalization's own rounding counts too
     reference = [exact(f) for f in selection]
-    engine, float_precision, make_runner = deployment_runner()
+    engine, float_precision, make_tensors_runner = deployment_runner()
+    # Models cut down to what their int8 layers reach measure the same where the float parts compute in
+    # float32; a bfloat16 run of a tensor made an output need not round as it does inside the graph.
+    cut = (
+        FloatCut(model, change_starts(model, candidate_sites(sites)), selection, make_tensors_runner)
+        if float_precision in ("f32", "fp32")
+        else None
+    )
     chosen, sensitivity, base, measured = select_layers(
-        model, sites, ranges, make_runner, selection, reference, target_psnr
+        model,
+        sites,
+        ranges,
+        lambda m: first_output(make_tensors_runner(m)),
+        selection,
+        reference,
+        target_psnr,
+        cut,
     )
     if not chosen:
         raise ExportError(

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Runner = Callable[[Mapping[str, np.ndarray]], np.ndarray]  # inputs by name -> first output
+TensorsRunner = Callable[[Mapping[str, np.ndarray]], list[np.ndarray]]  # inputs by name -> every output
 Inputs = Callable[["Manifest", int, np.random.Generator], dict[str, np.ndarray]]  # batch of parity inputs
 LARGER_BATCH = 4
 FLOW_STD = 2.0  # random flows, in pixels at model scale
@@ -202,8 +203,12 @@ def check_parity(
     }
 
 
-def onnxruntime_runner(model: str | Path | bytes, threads: int = 0) -> Runner:
-    """ONNX Runtime on CPU; `model` is a path or serialized bytes."""
+def first_output(run: TensorsRunner) -> Runner:
+    return lambda inputs: run(inputs)[0]
+
+
+def onnxruntime_outputs(model: str | Path | bytes, threads: int = 0) -> TensorsRunner:
+    """ONNX Runtime on CPU, every output; `model` is a path or serialized bytes."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -212,23 +217,36 @@ def onnxruntime_runner(model: str | Path | bytes, threads: int = 0) -> Runner:
     source = model if isinstance(model, bytes) else str(model)
     session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 
-    def run(inputs: Mapping[str, np.ndarray]) -> np.ndarray:
-        return np.asarray(session.run(None, dict(inputs))[0])
+    def run(inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        return [np.asarray(output) for output in session.run(None, dict(inputs))]
+
+    return run
+
+
+def onnxruntime_runner(model: str | Path | bytes, threads: int = 0) -> Runner:
+    """ONNX Runtime on CPU; `model` is a path or serialized bytes."""
+    return first_output(onnxruntime_outputs(model, threads))
+
+
+def openvino_outputs(model: str | Path | bytes, precision: str = "f32") -> TensorsRunner:
+    """OpenVINO on CPU with float parts in `precision` ("f32" or "bf16"), every output; `model` a path or
+    ONNX bytes."""
+    from runtime.backends.openvino import compile_model
+
+    compiled = compile_model(model, precision)
+    request = compiled.create_infer_request()
+    count = len(compiled.outputs)
+
+    def run(inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        result = request.infer(dict(inputs))
+        return [np.array(result[i]) for i in range(count)]
 
     return run
 
 
 def openvino_runner(model: str | Path | bytes, precision: str = "f32") -> Runner:
     """OpenVINO on CPU with float parts in `precision` ("f32" or "bf16"); `model` a path or ONNX bytes."""
-    from runtime.backends.openvino import compile_model
-
-    compiled = compile_model(model, precision)
-    request = compiled.create_infer_request()
-
-    def run(inputs: Mapping[str, np.ndarray]) -> np.ndarray:
-        return np.array(request.infer(dict(inputs))[0])
-
-    return run
+    return first_output(openvino_outputs(model, precision))
 
 
 def module_runner(module: Any) -> Runner:

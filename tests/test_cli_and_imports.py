@@ -31,6 +31,7 @@ TORCH_FREE = [
     "runtime.backends.openvino",
     "export.calibration",
     "export.int8",
+    "export.suffix",
     "runtime.backends.tensorrt",
     "runtime.backends.tensorrt_checks",
     "runtime.generate",

@@ -25,7 +25,10 @@ from export.int8 import (
     MIN_FLOP_SHARE,
     PEAK_TO_PEAK,
     RECIPE,
+    candidate_sites,
+    change_starts,
     channel_ranges,
+    clip_mse,
     conv_sites,
     export_int8,
     quantize_convs,
@@ -35,7 +38,14 @@ from export.int8 import (
     uint8_params,
 )
 from export.manifest import resolve_artifact
-from export.verify import default_batches, default_inputs, landscape_inputs, onnxruntime_runner
+from export.suffix import FloatCut, reached_nodes
+from export.verify import (
+    default_batches,
+    default_inputs,
+    landscape_inputs,
+    onnxruntime_outputs,
+    onnxruntime_runner,
+)
 from runtime.errors import ExportError
 from training.model import generator_flops, preset
 from training.model.flops import generator_macs
@@ -156,6 +166,36 @@ def test_selection_fills_the_room_its_measurement_leaves(fp32_model):
     assert measured[-4:] == [3, 4, 5, 6]  # the greedy choice, then one measured try per added layer
     candidates = sum(s.flops >= MIN_FLOP_SHARE * sum(x.flops for x in sites) for s in sites)
     assert len(measured) == 1 + candidates + 1 + 3  # float only, each alone, greedy, fill
+
+
+def test_a_model_cut_down_to_what_its_int8_layers_reach_measures_the_same(fp32_model):
+    """The selection runs each measured model from the float32 tensors where its changes begin: the same
+    per-clip errors as the whole model, from less of the graph."""
+    model, _ = conv_transpose_to_subpixel(fp32_model)
+    sites = conv_sites(model)
+    feeds = [landscape_batch(list(SELECTION_SEEDS)[i : i + 2], 32, 32) for i in (0, 2)]
+    ranges = tensor_ranges(channel_ranges(model, [s.activation for s in sites], feeds))
+    reference = [onnxruntime_runner(model.SerializeToString())(f) for f in feeds]
+    candidates = candidate_sites(sites)
+    cut = FloatCut(model, change_starts(model, candidates), feeds, onnxruntime_outputs)
+    float_nodes = {n.name for n in model.graph.node}
+    decoder = [s for s in candidates if "decoder" in s.weight]
+    for chosen in ([candidates[0]], [decoder[-1]], [candidates[3], decoder[0]]):
+        quantized = quantize_convs(model, chosen, ranges)
+        changed = {n.name for n in quantized.graph.node} - float_nodes
+        part = cut.downstream(quantized, changed)
+        assert part is not None
+        downstream, downstream_feeds = part
+        assert len(downstream.graph.node) == len(reached_nodes(quantized.graph, changed))
+        whole = clip_mse(onnxruntime_runner(quantized.SerializeToString()), feeds, reference)
+        cut_down = clip_mse(onnxruntime_runner(downstream.SerializeToString()), downstream_feeds, reference)
+        assert whole.max() > 0
+        np.testing.assert_allclose(cut_down, whole, rtol=1e-4)
+    last = change_starts(model, decoder[-1:])
+    assert len(reached_nodes(model.graph, last)) < len(model.graph.node) / 4  # the end of the graph only
+    only_last = FloatCut(model, last, feeds, onnxruntime_outputs)  # holds no tensor the first layer reads
+    quantized = quantize_convs(model, candidates[:1], ranges)
+    assert only_last.downstream(quantized, {n.name for n in quantized.graph.node} - float_nodes) is None
 
 
 def test_an_unreachable_target_is_an_error(fp32_model):
