@@ -12,6 +12,7 @@ block 30-80%, a motion block a third. Same engine, same float precision, same ar
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -84,12 +85,34 @@ def tensor_types(model: onnx.ModelProto) -> dict[str, onnx.TypeProto]:
     return {value.name: value.type for value in [*graph.input, *graph.value_info, *graph.output]}
 
 
+def default_max_bytes() -> int:
+    """An eighth of this machine's memory (2 GiB where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 8
+    except (AttributeError, ValueError, OSError):
+        return 2 << 30
+
+
+def _within(names: Sequence[str], sizes: Mapping[str, int], budget: int) -> list[str]:
+    """`names` less the largest ones, until their sizes sum to at most `budget`."""
+    kept = set(names)
+    for name in sorted(names, key=lambda n: sizes[n], reverse=True):
+        if sum(sizes[n] for n in kept) <= budget:
+            break
+        kept.discard(name)
+    if len(kept) < len(names):
+        log.info("float cut: %d of %d tensors kept within %.0f MB", len(kept), len(names), budget / 1e6)
+    return [name for name in names if name in kept]
+
+
 class FloatCut:
     """The float32 model's tensors where changes begin, per feed, and models cut down to be fed them.
 
     `starts`: the nodes at which any measured change may begin; every tensor a change's downstream part
     may read is computed once here (one run of the float32 model per feed, with those tensors as extra
-    outputs). A change whose downstream part reads anything else runs whole.
+    outputs). A change whose downstream part reads anything else runs whole. At most `max_bytes` are
+    held (default: an eighth of this machine's memory): past it the largest tensors are let go, and the
+    changes that read them run whole.
     """
 
     def __init__(
@@ -98,7 +121,9 @@ class FloatCut:
         starts: Iterable[str],
         feeds: Sequence[Feeds],
         make_tensors_runner: Callable[[bytes], TensorsRunner],
+        max_bytes: int | None = None,
     ) -> None:
+        budget = default_max_bytes() if max_bytes is None else max_bytes
         self.types = tensor_types(model)
         graph = model.graph
         wanted = list(dict.fromkeys(t for s in starts for t in cut_tensors(graph, reached_nodes(graph, {s}))))
@@ -114,6 +139,8 @@ class FloatCut:
         self.values: list[dict[str, np.ndarray]] = []
         for feed in feeds:
             outputs = {**dict(zip(names, run(feed), strict=True)), **feed}
+            if not self.values:  # the first feed tells the size of them all
+                wanted = _within(wanted, {n: outputs[n].nbytes * len(feeds) for n in wanted}, budget)
             self.values.append({name: np.asarray(outputs[name]) for name in wanted})
         log.debug("float cut: %d tensors, %.0f MB", len(wanted), self.nbytes / 1e6)
 

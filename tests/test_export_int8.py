@@ -195,7 +195,13 @@ def test_a_model_cut_down_to_what_its_int8_layers_reach_measures_the_same(fp32_m
     assert len(reached_nodes(model.graph, last)) < len(model.graph.node) / 4  # the end of the graph only
     only_last = FloatCut(model, last, feeds, onnxruntime_outputs)  # holds no tensor the first layer reads
     quantized = quantize_convs(model, candidates[:1], ranges)
-    assert only_last.downstream(quantized, {n.name for n in quantized.graph.node} - float_nodes) is None
+    changed = {n.name for n in quantized.graph.node} - float_nodes
+    assert only_last.downstream(quantized, changed) is None
+    starts = change_starts(model, candidates)  # over a memory budget, the largest tensors are let go
+    smaller = FloatCut(model, starts, feeds, onnxruntime_outputs, max_bytes=cut.nbytes - 1)
+    assert 0 < smaller.nbytes < cut.nbytes and len(smaller.values[0]) < len(cut.values[0])
+    nothing = FloatCut(model, starts, feeds, onnxruntime_outputs, max_bytes=0)
+    assert nothing.nbytes == 0 and nothing.downstream(quantized, changed) is None
 
 
 def test_an_unreachable_target_is_an_error(fp32_model):
