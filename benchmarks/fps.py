@@ -100,7 +100,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--lines", type=keys_argument, help="line keys to run (default: all available)")
     parser.add_argument("--exports", type=Path, help="artifact folder (default: cached per checkpoint)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="results folder")
-    parser.add_argument("--machine", help="results file name (default: from the CPU / GPU name)")
+    parser.add_argument(
+        "--machine", help="results file name (default: the CPU/GPU name, plus what a partial run leaves out)"
+    )
     parser.add_argument("--rounds", type=int, help="timing rounds, interleaved over all lines")
     parser.add_argument("--min-runs", type=int, help="timed calls per line and batch in each round")
     parser.add_argument("--min-seconds", type=float, help="seconds per line and batch in each round")
@@ -226,6 +228,21 @@ def add_end_to_end(
         artifact, kwargs = lines_lib.runtime_artifact(item, context)
         result = measure_end_to_end(artifact, kwargs["backend"], kwargs["device"], batch, clips, repeats)
         entry[field] = {**result.to_dict(), "vs_engine": result.fps / entry["frames_per_s"]}
+
+
+def results_name(machine: str, args: argparse.Namespace, preset: str) -> str:
+    """The results files' name: the machine's, plus what the run left out of the full default one (quick,
+    another model, some lines or batches), so that such a run never replaces a full run's results."""
+    parts = [machine]
+    if args.quick:
+        parts.append("quick")
+    if args.checkpoint is not None:
+        parts.append(Path(args.checkpoint).name)
+    elif preset != ("small" if args.quick else "paper"):
+        parts.append(preset)
+    if args.lines or args.batch:
+        parts.append("partial")
+    return "-".join(parts)
 
 
 def model_checkpoint(quick_default: bool, preset: str, demo: Path | None) -> Path:
@@ -393,7 +410,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for quality in qualities:
         print()
         print(format_quality(quality))
-    json_path, md_path = write_results(results, args.out)
+    name = args.machine or results_name(machine.name, args, preset)
+    json_path, md_path = write_results(results, args.out, name)
     print(f"\nwrote {json_path} and {md_path}")
     return 0
 

@@ -208,10 +208,9 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
-def write_results(results: dict[str, Any], folder: Path) -> tuple[Path, Path]:
-    """benchmarks/results/<machine>.json and .md, each written atomically."""
+def write_results(results: dict[str, Any], folder: Path, name: str) -> tuple[Path, Path]:
+    """`folder`/<name>.json and .md, each written atomically."""
     folder.mkdir(parents=True, exist_ok=True)
-    name = results["machine"]["name"]
     paths = (folder / f"{name}.json", folder / f"{name}.md")
     with atomic_file(paths[0]) as tmp:
         tmp.write_text(json.dumps(results, indent=2) + "\n")

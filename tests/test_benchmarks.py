@@ -63,6 +63,19 @@ def test_no_benchmark_module_shadows_the_standard_library():
     assert not names & sys.stdlib_module_names
 
 
+def test_a_run_that_leaves_part_out_never_takes_the_full_runs_results_name():
+    def name(*argv: str) -> str:
+        args = fps.parse_args(list(argv))
+        return fps.results_name("amd-epyc-avx2-2c", args, args.preset or ("small" if args.quick else "paper"))
+
+    assert name() == "amd-epyc-avx2-2c"  # the full default run
+    assert name("--quick") == "amd-epyc-avx2-2c-quick"
+    assert name("--quick", "--preset", "tiny") == "amd-epyc-avx2-2c-quick-tiny"
+    assert name("--checkpoint", "runs/exp1/checkpoints/step_1000") == "amd-epyc-avx2-2c-step_1000"
+    assert name("--preset", "small", "--batch", "1") == "amd-epyc-avx2-2c-small-partial"
+    assert name("--lines", "reference,ov-int8") == "amd-epyc-avx2-2c-partial"
+
+
 def test_machine_name_and_peaks():
     assert machine_name("AMD EPYC 9R45 (x86)", 2, None) == "amd-epyc-9r45-x86-2c"
     assert machine_name("Xeon", 8, "NVIDIA H100 80GB HBM3") == "xeon-8c-nvidia-h100-80gb-hbm3"
