@@ -305,8 +305,8 @@ def psnr(mse: float) -> float:
 
 def deployment_runner() -> tuple[str, str, Callable[[bytes], TensorsRunner]]:
     """(engine, float precision, model bytes -> runner of every output) the int8 artifact will run on
-    here: OpenVINO,
-    with bfloat16 float parts if this CPU has them, where OpenVINO is installed; else ONNX Runtime.
+    here: OpenVINO, with bfloat16 float parts if this CPU has them, where OpenVINO is installed; else
+    ONNX Runtime.
 
     The precision chosen here is the one recorded and verified, so export on a CPU like the deployment
     one: an artifact exported without bfloat16 runs in float32 everywhere (slower, more exact)."""
