@@ -230,7 +230,11 @@ def add_end_to_end(
         entry[field] = {**result.to_dict(), "vs_engine": result.fps / entry["frames_per_s"]}
 
 
-def results_name(machine: str, args: argparse.Namespace, preset: str) -> str:
+def default_preset(quick: bool) -> str:
+    return "small" if quick else "paper"
+
+
+def results_name(machine: str, args: argparse.Namespace) -> str:
     """The results files' name: the machine's, plus what the run left out of the full default one (quick,
     another model, some lines or batches), so that such a run never replaces a full run's results."""
     parts = [machine]
@@ -238,8 +242,8 @@ def results_name(machine: str, args: argparse.Namespace, preset: str) -> str:
         parts.append("quick")
     if args.checkpoint is not None:
         parts.append(Path(args.checkpoint).name)
-    elif preset != ("small" if args.quick else "paper"):
-        parts.append(preset)
+    elif args.preset not in (None, default_preset(args.quick)):
+        parts.append(args.preset)
     if args.lines or args.batch:
         parts.append("partial")
     return "-".join(parts)
@@ -323,7 +327,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     protocol = protocol_for(args)
     batches = args.batch or (QUICK_BATCHES if args.quick else FULL_BATCHES)
-    preset = args.preset or ("small" if args.quick else "paper")
+    preset = args.preset or default_preset(args.quick)
     from training import checkpoint as ckpt_io
     from training.model import generator_flops
 
@@ -410,7 +414,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for quality in qualities:
         print()
         print(format_quality(quality))
-    name = args.machine or results_name(machine.name, args, preset)
+    name = args.machine or results_name(machine.name, args)
     json_path, md_path = write_results(results, args.out, name)
     print(f"\nwrote {json_path} and {md_path}")
     return 0

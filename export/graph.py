@@ -11,7 +11,7 @@ import collections
 import contextlib
 import io
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib import metadata
 
@@ -41,6 +41,23 @@ def dynamic_dims(model: onnx.ModelProto) -> dict[str, list[int | str]]:
         dims = value.type.tensor_type.shape.dim
         shapes[value.name] = [d.dim_param if d.dim_param else d.dim_value for d in dims]
     return shapes
+
+
+def with_outputs(
+    model: onnx.ModelProto, names: Iterable[str], types: Mapping[str, onnx.TypeProto] | None = None
+) -> onnx.ModelProto:
+    """A copy of `model` that also outputs the tensors `names` (typed by `types`, else float32 of any
+    shape), after its own outputs: to read intermediate tensors from an engine."""
+    out = onnx.ModelProto.FromString(model.SerializeToString())
+    known = {o.name for o in out.graph.output}
+    out.graph.output.extend(
+        helper.make_value_info(name, types[name])
+        if types is not None
+        else helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None)
+        for name in dict.fromkeys(names)
+        if name not in known
+    )
+    return out
 
 
 def refresh_value_info(model: onnx.ModelProto) -> onnx.ModelProto:

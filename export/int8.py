@@ -68,6 +68,7 @@ from export.graph import (
     pad_mode,
     refresh_value_info,
     tensor_readers,
+    with_outputs,
 )
 from export.suffix import FloatCut
 from runtime.errors import ExportError
@@ -175,11 +176,7 @@ def channel_ranges(
     Runtime CPU."""
     import onnxruntime as ort
 
-    probe = onnx.ModelProto.FromString(model.SerializeToString())
-    known = {o.name for o in probe.graph.output}
-    probe.graph.output.extend(
-        helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in tensors if name not in known
-    )
+    probe = with_outputs(model, tensors)
     options = ort.SessionOptions()
     options.log_severity_level = 3
     session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
@@ -355,15 +352,13 @@ def select_layers(
     float_nodes = {n.name for n in model.graph.node}
 
     def mse_of(chosen: Sequence[ConvSite]) -> np.ndarray:
-        if not chosen:
-            return clip_mse(make_runner(model.SerializeToString()), feeds, reference)
-        quantized = quantize_convs(model, chosen, ranges)
-        changed = {n.name for n in quantized.graph.node} - float_nodes
-        part = cut.downstream(quantized, changed) if cut is not None else None
-        if part is None:
-            return clip_mse(make_runner(quantized.SerializeToString()), feeds, reference)
-        downstream, downstream_feeds = part
-        return clip_mse(make_runner(downstream.SerializeToString()), downstream_feeds, reference)
+        measured, measured_feeds = model, feeds
+        if chosen:
+            measured = quantize_convs(model, chosen, ranges)
+            changed = {n.name for n in measured.graph.node} - float_nodes
+            part = cut.downstream(measured, changed) if cut is not None else None
+            measured, measured_feeds = part or (measured, feeds)
+        return clip_mse(make_runner(measured.SerializeToString()), measured_feeds, reference)
 
     candidates = candidate_sites(sites)
     base = mse_of([])

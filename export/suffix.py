@@ -20,7 +20,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from export.graph import refresh_value_info
+from export.graph import refresh_value_info, with_outputs
 
 if TYPE_CHECKING:
     from export.verify import TensorsRunner
@@ -129,11 +129,7 @@ class FloatCut:
         wanted = list(dict.fromkeys(t for s in starts for t in cut_tensors(graph, reached_nodes(graph, {s}))))
         inputs = {value.name for value in graph.input}
         computed = [name for name in wanted if name not in inputs]
-        probe = onnx.ModelProto.FromString(model.SerializeToString())
-        known = {output.name for output in probe.graph.output}
-        probe.graph.output.extend(
-            helper.make_value_info(name, self.types[name]) for name in computed if name not in known
-        )
+        probe = with_outputs(model, computed, self.types)
         names = [output.name for output in probe.graph.output]
         run = make_tensors_runner(probe.SerializeToString())
         self.values: list[dict[str, np.ndarray]] = []

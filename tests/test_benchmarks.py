@@ -65,8 +65,7 @@ def test_no_benchmark_module_shadows_the_standard_library():
 
 def test_a_run_that_leaves_part_out_never_takes_the_full_runs_results_name():
     def name(*argv: str) -> str:
-        args = fps.parse_args(list(argv))
-        return fps.results_name("amd-epyc-avx2-2c", args, args.preset or ("small" if args.quick else "paper"))
+        return fps.results_name("amd-epyc-avx2-2c", fps.parse_args(list(argv)))
 
     assert name() == "amd-epyc-avx2-2c"  # the full default run
     assert name("--quick") == "amd-epyc-avx2-2c-quick"

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper
+from onnx import TensorProto
 
 from export.calibration import (
     CALIBRATION_SEEDS,
@@ -20,7 +20,7 @@ from export.calibration import (
     landscape,
     landscape_batch,
 )
-from export.graph import conv_transpose_to_subpixel, op_histogram
+from export.graph import conv_transpose_to_subpixel, op_histogram, with_outputs
 from export.int8 import (
     MIN_FLOP_SHARE,
     PEAK_TO_PEAK,
@@ -121,10 +121,7 @@ def test_quantizing_before_a_reflection_pad_is_the_same_arithmetic(fp32_model):
     hoisted = quantize_convs(fp32_model, sites, ranges)
     pads = [n for n in hoisted.graph.node if n.op_type == "Pad"]
     assert len([p for p in pads if p.input[0].endswith(".x_dq")]) == len(sites)  # every block conv
-    probe = onnx.ModelProto.FromString(fp32_model.SerializeToString())  # the padded floats also an output
-    probe.graph.output.extend(
-        helper.make_tensor_value_info(s.activation, TensorProto.FLOAT, None) for s in sites
-    )
+    probe = with_outputs(fp32_model, [s.activation for s in sites])  # the padded floats also an output
     in_place = quantize_convs(probe, sites, ranges)
     assert not any(n.input[0].endswith(".x_dq") for n in in_place.graph.node if n.op_type == "Pad")
     check = landscape_batch(check_seeds(np.random.default_rng(1), 2), 32, 32)
