@@ -54,7 +54,7 @@ from export.int8 import DEFAULT_TARGET_PSNR
 log = logging.getLogger(__name__)
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-FULL = Protocol(warmup_runs=2, rounds=3, min_runs=5, min_seconds=2.0)
+FULL = Protocol(warmup_runs=2, rounds=5, min_runs=5, min_seconds=2.0)
 QUICK = Protocol(warmup_runs=1, rounds=1, min_runs=3, min_seconds=0.2)
 FULL_BATCHES, QUICK_BATCHES = (1, 4, 8), (1,)
 E2E_SECONDS, QUICK_E2E_SECONDS = 6.0, 0.5
@@ -281,6 +281,14 @@ def best_path(entries: list[dict[str, Any]]) -> dict[str, Any] | None:
     return max(others, key=lambda e: e["frames_per_s"]) if others else None
 
 
+def ratio_by_round(entry: dict[str, Any], reference: dict[str, Any]) -> list[float]:
+    """`entry`'s frames/s over `reference`'s, round by round: each pair was measured in the same round
+    (every line takes its turn in every round), so their range shows how far the machine's drift moves
+    the headline ratio of medians (empty without per-round medians)."""
+    pairs = zip(entry.get("round_medians_ms", []), reference.get("round_medians_ms", []), strict=False)
+    return [(entry["batch"] / ms) / (reference["batch"] / ref_ms) for ms, ref_ms in pairs]
+
+
 def summarize(entries: list[dict[str, Any]], quality: dict[str, Any] | None) -> dict[str, Any]:
     """The best CPU path against the reference, each at its best batch, with its quality and e2e ratio;
     also against the faster of the reference's thread layouts (the conservative ratio on a busy machine)."""
@@ -303,6 +311,7 @@ def summarize(entries: list[dict[str, Any]], quality: dict[str, Any] | None) -> 
         "reference_best_fps": best_ref["frames_per_s"],
         "reference_best_batch": best_ref["batch"],
         "best_vs_reference_best": best["frames_per_s"] / best_ref["frames_per_s"],
+        "best_vs_reference_best_by_round": ratio_by_round(best, best_ref),
         "fastest_reference_layout": fastest_ref["label"],
         "fastest_reference_fps": fastest_ref["frames_per_s"],
         "best_vs_fastest_reference": best["frames_per_s"] / fastest_ref["frames_per_s"],
@@ -315,6 +324,7 @@ def summarize(entries: list[dict[str, Any]], quality: dict[str, Any] | None) -> 
                 "fitted_batch": fitted["batch"],
                 "fitted_fps": fitted["frames_per_s"],
                 "fitted_vs_reference_best": fitted["frames_per_s"] / best_ref["frames_per_s"],
+                "fitted_vs_reference_best_by_round": ratio_by_round(fitted, best_ref),
                 "fitted_psnr_db_min": fitted.get("psnr_db"),
             }
             if fitted

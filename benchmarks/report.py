@@ -30,6 +30,12 @@ def _share(e2e: dict[str, Any] | None) -> str:
     return "-" if not e2e else f"{100 * e2e['vs_engine_alone']:.0f}%"
 
 
+def _by_round(ratios: list[float] | None) -> str:
+    if not ratios:
+        return ""
+    return f" ({min(ratios):.2f}-{max(ratios):.2f}x round by round)"
+
+
 def rows(results: dict[str, Any]) -> list[dict[str, str]]:
     """One row per line and batch, as display strings."""
     out = []
@@ -131,7 +137,8 @@ def footnotes(results: dict[str, Any]) -> list[str]:
         notes.append(
             f"best CPU path: {best['best_label']} batch {best['best_batch']}, {best['best_fps']:.1f} "
             f"frames/s = {best['best_vs_reference_best']:.2f}x the reference's best "
-            f"({best['reference_best_fps']:.1f} frames/s at batch {best['reference_best_batch']}); "
+            f"({best['reference_best_fps']:.1f} frames/s at batch {best['reference_best_batch']})"
+            f"{_by_round(best.get('best_vs_reference_best_by_round'))}; "
             f"{best['best_vs_fastest_reference']:.2f}x the fastest reference layout "
             f"({best['fastest_reference_layout']}, {best['fastest_reference_fps']:.1f} frames/s)."
         )
@@ -142,6 +149,7 @@ def footnotes(results: dict[str, Any]) -> list[str]:
             f"{results['model'].get('natural_source', 'a generator fitted to time-lapses')}, timed in the "
             f"same rounds: batch {best['fitted_batch']}, {best['fitted_fps']:.1f} frames/s = "
             f"{best['fitted_vs_reference_best']:.2f}x the reference's best"
+            + _by_round(best.get("fitted_vs_reference_best_by_round"))
             + (f", PSNR {psnr:.1f} dB against its own float32 frames" if psnr is not None else "")
             + ". Speed does not depend on the weights, but the int8 layer choice does: random weights let "
             "fewer layers into int8 than a model with natural frames."

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import fps, lines
+from benchmarks import fps, lines, report
 from benchmarks.machine import machine_name, matmul_peaks
 from benchmarks.timing import Protocol, measure_interleaved, run_block
 
@@ -41,6 +41,24 @@ def test_rates_and_ratios_come_from_the_median_latency():
     conservative = fps.summarize([*entries.values(), *passive], None)
     assert conservative["best_key"] == "ov-int8"  # a reference layout is never the best path
     assert conservative["best_vs_fastest_reference"] == pytest.approx(2.5)  # 50 clips/s vs 20
+
+
+def test_round_by_round_ratios_pair_each_round_with_the_reference():
+    ref = {**fps.line_entries({("reference", 1): timing(100.0)}, {"reference": "t"}, 38.5, 32, 1)[0]}
+    fast = {**fps.line_entries({("ov-int8", 4): timing(200.0)}, {"ov-int8": "o"}, 38.5, 32, 1)[0]}
+    ref["round_medians_ms"], fast["round_medians_ms"] = [100.0, 125.0, 100.0], [200.0, 200.0, 160.0]
+    assert fps.ratio_by_round(fast, ref) == pytest.approx([2.0, 2.5, 2.5])
+    summary = fps.summarize([ref, fast], None)
+    assert summary["best_vs_reference_best"] == pytest.approx(2.0)  # medians of all runs: 100 and 200 ms
+    assert summary["best_vs_reference_best_by_round"] == pytest.approx([2.0, 2.5, 2.5])
+    machine = {"load_before": [], "load_after": [], "cores": 2, "threads": 2, "libraries": {}}
+    results = {"machine": machine, "summary": summary, "lines": [ref, fast], "model": {}}
+    results |= {"peak_fp32_gflops": 1.0, "matmul_fp32_gflops": {}}
+    assert any(
+        "2.00x the reference's best" in n and "(2.00-2.50x round by round)" in n
+        for n in report.footnotes(results)
+    )
+    assert fps.ratio_by_round(fast, timing(1.0) | {"batch": 1}) == []  # no per-round medians, no ratios
 
 
 def test_rounds_interleave_every_configuration():
