@@ -44,8 +44,8 @@ def test_rates_and_ratios_come_from_the_median_latency():
 
 
 def test_round_by_round_ratios_pair_each_round_with_the_reference():
-    ref = {**fps.line_entries({("reference", 1): timing(100.0)}, {"reference": "t"}, 38.5, 32, 1)[0]}
-    fast = {**fps.line_entries({("ov-int8", 4): timing(200.0)}, {"ov-int8": "o"}, 38.5, 32, 1)[0]}
+    ref = fps.line_entries({("reference", 1): timing(100.0)}, {"reference": "t"}, 38.5, 32, 1)[0]
+    fast = fps.line_entries({("ov-int8", 4): timing(200.0)}, {"ov-int8": "o"}, 38.5, 32, 1)[0]
     ref["round_medians_ms"], fast["round_medians_ms"] = [100.0, 125.0, 100.0], [200.0, 200.0, 160.0]
     assert fps.ratio_by_round(fast, ref) == pytest.approx([2.0, 2.5, 2.5])
     summary = fps.summarize([ref, fast], None)
