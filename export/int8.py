@@ -169,6 +169,15 @@ def quantization_point(
     return pad if pad_mode(pad) in COPYING_PAD_MODES else None
 
 
+def quantization_starts(graph: onnx.GraphProto, sites: Sequence[ConvSite]) -> list[onnx.NodeProto]:
+    """Per site, the node its input quantization goes in front of: the copying pad before it
+    (`quantization_point`), or the convolution itself."""
+    nodes = {n.name: n for n in graph.node}
+    producers = {o: n for n in graph.node for o in n.output}
+    readers = tensor_readers(graph)  # a pad whose floats something else reads keeps them
+    return [quantization_point(nodes[s.node], producers, readers) or nodes[s.node] for s in sites]
+
+
 def channel_ranges(
     model: onnx.ModelProto, tensors: Sequence[str], feeds: Sequence[Mapping[str, np.ndarray]]
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -211,14 +220,11 @@ def quantize_convs(
     graph = out.graph
     inits = {i.name: i for i in graph.initializer}
     nodes = {n.name: n for n in graph.node}
-    producers = {o: n for n in graph.node for o in n.output}
-    readers = tensor_readers(graph)  # a pad whose floats something else reads keeps them
     new_inits: list[TensorProto] = []
-    for site in sites:
+    for site, start in zip(sites, quantization_starts(graph, sites), strict=True):
         node = nodes[site.node]
         p = site.node
         scale, zero = uint8_params(*ranges[site.activation])  # a copying pad keeps its input's range
-        pad = quantization_point(node, producers, readers)
         new_inits += [
             numpy_helper.from_array(np.array(scale, np.float32), f"{p}.x_scale"),
             numpy_helper.from_array(np.array(zero, np.uint8), f"{p}.x_zero"),
@@ -238,7 +244,7 @@ def quantize_convs(
         dq = [
             helper.make_node(
                 "QuantizeLinear",
-                [pad.input[0] if pad else site.activation, f"{p}.x_scale", f"{p}.x_zero"],
+                [start.input[0], f"{p}.x_scale", f"{p}.x_zero"],
                 [f"{p}.x_q"],
                 name=f"{p}.q",
             ),
@@ -253,7 +259,7 @@ def quantize_convs(
                 axis=axis,
             ),
         ]
-        (pad or node).input[0] = f"{p}.x_dq"
+        start.input[0] = f"{p}.x_dq"
         node.input[1] = f"{p}.w_dq"
         if site.bias is not None:
             b_scale = (w_scale * scale).astype(np.float32)
@@ -274,7 +280,7 @@ def quantize_convs(
                 )
             )
             node.input[2] = f"{p}.b_dq"
-        position = list(graph.node).index(pad or node)
+        position = list(graph.node).index(start)
         for offset, new in enumerate(dq):
             graph.node.insert(position + offset, new)
     graph.initializer.extend(new_inits)
@@ -325,11 +331,7 @@ def candidate_sites(sites: Sequence[ConvSite]) -> list[ConvSite]:
 
 def change_starts(model: onnx.ModelProto, sites: Sequence[ConvSite]) -> list[str]:
     """The node at which quantizing each site changes `model`: the copying pad before it, or itself."""
-    graph = model.graph
-    nodes = {n.name: n for n in graph.node}
-    producers = {o: n for n in graph.node for o in n.output}
-    readers = tensor_readers(graph)
-    return [(quantization_point(nodes[s.node], producers, readers) or nodes[s.node]).name for s in sites]
+    return [start.name for start in quantization_starts(model.graph, sites)]
 
 
 def select_layers(
