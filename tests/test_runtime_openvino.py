@@ -109,11 +109,11 @@ def test_run_many_on_parallel_streams_matches_batched_engine_calls(tiny_exports:
 
 def _vnni() -> bool | None:
     """Whether this CPU has VNNI (int8 dot products into 32 bits); None where /proc/cpuinfo is missing."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split()
-    except OSError:
+    from benchmarks.machine import cpu_flags
+
+    if not Path("/proc/cpuinfo").is_file():
         return None
-    return any(flag in flags for flag in ("avx512_vnni", "avx_vnni", "amx_int8"))
+    return any(flag in cpu_flags() for flag in ("avx512_vnni", "avx_vnni", "amx_int8"))
 
 
 def _int8_conv_model(weights: np.ndarray) -> bytes:
