@@ -351,14 +351,12 @@ def select_layers(
     MSE alone (mean over clips), and the worst clip's MSE float-only and with the chosen layers. With
     `cut` (the float32 model's tensors on `feeds`), each model runs only the part its int8 layers reach.
     """
-    float_nodes = {n.name for n in model.graph.node}
 
     def mse_of(chosen: Sequence[ConvSite]) -> np.ndarray:
         measured, measured_feeds = model, feeds
         if chosen:
             measured = quantize_convs(model, chosen, ranges)
-            changed = {n.name for n in measured.graph.node} - float_nodes
-            part = cut.downstream(measured, changed) if cut is not None else None
+            part = cut.downstream(measured) if cut is not None else None
             measured, measured_feeds = part or (measured, feeds)
         return clip_mse(make_runner(measured.SerializeToString()), measured_feeds, reference)
 

@@ -126,6 +126,7 @@ class FloatCut:
         budget = default_max_bytes() if max_bytes is None else max_bytes
         self.types = tensor_types(model)
         graph = model.graph
+        self.nodes = {node.name for node in graph.node}
         wanted = list(dict.fromkeys(t for s in starts for t in cut_tensors(graph, reached_nodes(graph, {s}))))
         inputs = {value.name for value in graph.input}
         computed = [name for name in wanted if name not in inputs]
@@ -145,10 +146,12 @@ class FloatCut:
         return sum(value.nbytes for values in self.values for value in values.values())
 
     def downstream(
-        self, model: onnx.ModelProto, changed: Collection[str]
+        self, model: onnx.ModelProto
     ) -> tuple[onnx.ModelProto, list[dict[str, np.ndarray]]] | None:
-        """(`model` cut down to what `changed` reaches, its feeds), or None if it reads a tensor this cut
-        does not hold (run `model` whole then)."""
+        """(`model` cut down to what its changes reach, its feeds), or None if that part reads a tensor this
+        cut does not hold (run `model` whole then). `model` is the float32 one with nodes added (a node
+        rewired in place reads an added one): the changes are the nodes the float32 model lacks."""
+        changed = {node.name for node in model.graph.node} - self.nodes
         try:
             sub, cut = downstream_model(model, changed, self.types)
         except KeyError:  # a tensor the float model does not have: not one this cut can feed

@@ -180,7 +180,7 @@ def test_a_model_cut_down_to_what_its_int8_layers_reach_measures_the_same(fp32_m
     for chosen in ([candidates[0]], [decoder[-1]], [candidates[3], decoder[0]]):
         quantized = quantize_convs(model, chosen, ranges)
         changed = {n.name for n in quantized.graph.node} - float_nodes
-        part = cut.downstream(quantized, changed)
+        part = cut.downstream(quantized)
         assert part is not None
         downstream, downstream_feeds = part
         assert len(downstream.graph.node) == len(reached_nodes(quantized.graph, changed))
@@ -192,13 +192,12 @@ def test_a_model_cut_down_to_what_its_int8_layers_reach_measures_the_same(fp32_m
     assert len(reached_nodes(model.graph, last)) < len(model.graph.node) / 4  # the end of the graph only
     only_last = FloatCut(model, last, feeds, onnxruntime_outputs)  # holds no tensor the first layer reads
     quantized = quantize_convs(model, candidates[:1], ranges)
-    changed = {n.name for n in quantized.graph.node} - float_nodes
-    assert only_last.downstream(quantized, changed) is None
+    assert only_last.downstream(quantized) is None
     starts = change_starts(model, candidates)  # over a memory budget, the largest tensors are let go
     smaller = FloatCut(model, starts, feeds, onnxruntime_outputs, max_bytes=cut.nbytes - 1)
     assert 0 < smaller.nbytes < cut.nbytes and len(smaller.values[0]) < len(cut.values[0])
     nothing = FloatCut(model, starts, feeds, onnxruntime_outputs, max_bytes=0)
-    assert nothing.nbytes == 0 and nothing.downstream(quantized, changed) is None
+    assert nothing.nbytes == 0 and nothing.downstream(quantized) is None
 
 
 def test_an_unreachable_target_is_an_error(fp32_model):
