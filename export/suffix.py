@@ -95,11 +95,12 @@ def default_max_bytes() -> int:
 
 def _within(names: Sequence[str], sizes: Mapping[str, int], budget: int) -> list[str]:
     """`names` less the largest ones, until their sizes sum to at most `budget`."""
-    kept = set(names)
+    kept, total = set(names), sum(sizes[n] for n in names)
     for name in sorted(names, key=lambda n: sizes[n], reverse=True):
-        if sum(sizes[n] for n in kept) <= budget:
+        if total <= budget:
             break
         kept.discard(name)
+        total -= sizes[name]
     if len(kept) < len(names):
         log.info("float cut: %d of %d tensors kept within %.0f MB", len(kept), len(names), budget / 1e6)
     return [name for name in names if name in kept]
