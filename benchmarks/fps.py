@@ -10,7 +10,8 @@ Usage:
 For every available line (engine x precision, `benchmarks.lines`) and batch size: warm-up, then rounds
 of timed calls interleaved across all lines (`benchmarks.timing`); clips/s and frames/s from the median
 latency, p50/p90/p99 per batch, achieved GFLOP/s (`training.model.generator_flops`) against the
-measured fp32 matmul peak, ratios to the reference line and to the paper's "31 FPS"; then end to end
+measured fp32 matmul peak and against each line's compute ceiling (`ceiling_clips`), ratios to the
+reference line and to the paper's "31 FPS"; then end to end
 (photo in, mp4 out) through `runtime.Generator`, and the PSNR of each line's frames against float32.
 The model is the checkpoint given, else a paper-configuration checkpoint with realistic random weights
 (`training.realistic`); its artifacts come from `export` (cached per checkpoint). Random weights make
@@ -28,7 +29,7 @@ import logging
 import math
 import shlex
 import sys
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,14 @@ from benchmarks.artifacts import (
     natural_checkpoint,
 )
 from benchmarks.e2e import measure_end_to_end
-from benchmarks.machine import describe_machine, load_average, matmul_peaks, usable_cores
+from benchmarks.machine import (
+    bf16_matmul_peak,
+    describe_machine,
+    int8_conv_peak,
+    load_average,
+    matmul_peaks,
+    usable_cores,
+)
 from benchmarks.quality import describe_source, format_quality, measure_quality
 from benchmarks.report import PAPER_CLAIM, text_table, write_results
 from benchmarks.timing import Protocol, measure_interleaved
@@ -58,7 +66,7 @@ FULL = Protocol(warmup_runs=2, rounds=5, min_runs=5, min_seconds=2.0)
 QUICK = Protocol(warmup_runs=1, rounds=1, min_runs=3, min_seconds=0.2)
 FULL_BATCHES, QUICK_BATCHES = (1, 4, 8), (1,)
 E2E_SECONDS, QUICK_E2E_SECONDS = 6.0, 0.5
-PEAK_REPEATS, QUICK_PEAK_REPEATS = 10, 3  # best of N calls of each library's matmul
+PEAK_REPEATS, QUICK_PEAK_REPEATS = 10, 3  # best of N calls of each peak's kernel
 E2E_REPEATS, QUICK_E2E_REPEATS = 3, 1
 INPUT_SEED = 11
 
@@ -169,21 +177,37 @@ def time_lines(
     return timings, skipped, {key: w.device for key, w in workers.items()}
 
 
+def ceiling_clips(
+    gflop: float, mix: Mapping[str, float] | None, peaks: Mapping[str, float | None]
+) -> float | None:
+    """Clips/s if each of a line's FLOPs ran at the measured peak of the precision it runs in (`mix`:
+    precision -> share, `lines.flop_mix`) and nothing else took time: an upper bound no line reaches
+    (norms, pads, reorders and quantization are left out, and most layers are smaller than the peak's).
+    None where the mix or a peak it needs is unknown."""
+    if not mix or any(not peaks.get(precision) for precision, share in mix.items() if share > 0):
+        return None
+    return 1.0 / sum(gflop * share / peaks[precision] for precision, share in mix.items() if share > 0)
+
+
 def line_entries(
     timings: dict[tuple[str, int], dict[str, Any]],
     devices: dict[str, str],
     gflop: float,
     frames: int,
-    peak: float,
+    peaks: Mapping[str, float | None],
+    mixes: Mapping[str, Mapping[str, float] | None] | None = None,
 ) -> list[dict[str, Any]]:
-    """One results entry per line and batch, with every derived rate and ratio."""
+    """One results entry per line and batch, with every derived rate and ratio; `peaks`: GFLOP/s by
+    precision ("fp32", and "int8", "bf16" where measured), `mixes`: each line's `lines.flop_mix`."""
     reference = {b: t for (k, b), t in timings.items() if k == "reference"}
+    fp32_peak = peaks.get("fp32")
     entries = []
     for (key, batch), timing in timings.items():
         item = lines_lib.line(key)
         clips = batch / (timing["latency_ms"]["p50"] / 1e3)
         ref = reference.get(batch)
         ref_clips = batch / (ref["latency_ms"]["p50"] / 1e3) if ref else None
+        ceiling = ceiling_clips(gflop, (mixes or {}).get(key), peaks)
         entries.append(
             {
                 "key": key,
@@ -199,7 +223,10 @@ def line_entries(
                 "clips_per_s": clips,
                 "frames_per_s": clips * frames,
                 "gflops": clips * gflop,
-                "pct_fp32_peak": 100 * clips * gflop / peak if peak else None,
+                "pct_fp32_peak": 100 * clips * gflop / fp32_peak if fp32_peak else None,
+                "flop_mix": (mixes or {}).get(key),
+                "ceiling_frames_per_s": ceiling * frames if ceiling else None,
+                "pct_ceiling": 100 * clips / ceiling if ceiling else None,
                 "vs_reference": clips / ref_clips if ref_clips else None,
                 "vs_paper_frames": clips * frames / PAPER_CLAIM,
                 "vs_paper_clips": clips / PAPER_CLAIM,
@@ -289,6 +316,19 @@ def ratio_by_round(entry: dict[str, Any], reference: dict[str, Any]) -> list[flo
     return [(entry["batch"] / ms) / (reference["batch"] / ref_ms) for ms, ref_ms in pairs]
 
 
+def ceiling_summary(prefix: str, entry: dict[str, Any], reference: dict[str, Any]) -> dict[str, Any]:
+    """`entry`'s compute ceiling, the share of it reached, and how many times the reference's best it is:
+    what even perfect kernels would give this line on this machine."""
+    ceiling = entry.get("ceiling_frames_per_s")
+    if not ceiling:
+        return {}
+    return {
+        f"{prefix}_ceiling_fps": ceiling,
+        f"{prefix}_pct_ceiling": entry["pct_ceiling"],
+        f"{prefix}_ceiling_vs_reference_best": ceiling / reference["frames_per_s"],
+    }
+
+
 def summarize(entries: list[dict[str, Any]], quality: dict[str, Any] | None) -> dict[str, Any]:
     """The best CPU path against the reference, each at its best batch, with its quality and e2e ratio;
     also against the faster of the reference's thread layouts (the conservative ratio on a busy machine)."""
@@ -316,6 +356,7 @@ def summarize(entries: list[dict[str, Any]], quality: dict[str, Any] | None) -> 
         "fastest_reference_fps": fastest_ref["frames_per_s"],
         "best_vs_fastest_reference": best["frames_per_s"] / fastest_ref["frames_per_s"],
         "best_psnr_db_min": psnr,
+        **ceiling_summary("best", best, best_ref),
         "best_e2e_vs_engine": (best.get("e2e") or {}).get("vs_engine_alone"),
         "best_e2e_natural_vs_engine": (best.get("e2e_natural") or {}).get("vs_engine_alone"),
         **(
@@ -326,6 +367,7 @@ def summarize(entries: list[dict[str, Any]], quality: dict[str, Any] | None) -> 
                 "fitted_vs_reference_best": fitted["frames_per_s"] / best_ref["frames_per_s"],
                 "fitted_vs_reference_best_by_round": ratio_by_round(fitted, best_ref),
                 "fitted_psnr_db_min": fitted.get("psnr_db"),
+                **ceiling_summary("fitted", fitted, best_ref),
             }
             if fitted
             else {}
@@ -348,7 +390,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = info["config"]
     machine = describe_machine(usable_cores(), args.machine)
     print(f"machine {machine.name}: load average {machine.load_before}", file=sys.stderr)
-    peaks = matmul_peaks(machine.threads, repeats=QUICK_PEAK_REPEATS if args.quick else PEAK_REPEATS)
+    repeats = QUICK_PEAK_REPEATS if args.quick else PEAK_REPEATS
+    peaks = matmul_peaks(machine.threads, repeats=repeats)
+    int8_peaks = int8_conv_peak(machine.threads, repeats=repeats)
+    bf16_peaks = bf16_matmul_peak(machine.threads, repeats=repeats)
     exports = export_artifacts(
         checkpoint, args.exports, fp16=not args.quick, int8_psnr=args.int8_psnr, engines=not args.quick
     )
@@ -359,7 +404,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     timings, skipped, devices = time_lines(context, keys, batches, protocol, cfg)
     gflop = generator_flops(cfg) / 1e9
     peak = max(peaks.values(), default=0.0)
-    entries = line_entries(timings, devices, gflop, cfg.frames, peak)
+    by_precision = {
+        "fp32": peak or None,
+        "int8": max(int8_peaks.values(), default=None),
+        "bf16": max(bf16_peaks.values(), default=None),
+    }
+    mixes = {key: lines_lib.flop_mix(lines_lib.line(key), context) for key in devices}
+    entries = line_entries(timings, devices, gflop, cfg.frames, by_precision, mixes)
     natural_info: dict[str, str] = {}
     if natural is not None:
         natural_info = {
@@ -402,6 +453,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "machine": machine.to_dict(),
         "matmul_fp32_gflops": peaks,
         "peak_fp32_gflops": peak,
+        "int8_conv_gops": int8_peaks,
+        "matmul_bf16_gflops": bf16_peaks,
+        "peaks_by_precision": by_precision,
         "model": {
             "checkpoint": str(checkpoint),
             "source": describe_source(info),

@@ -225,6 +225,27 @@ def artifact_path(item: Line, context: Context) -> Path:
     return context.checkpoint if item.artifact == CHECKPOINT else context.exports / item.artifact
 
 
+def flop_mix(item: Line, context: Context) -> dict[str, float] | None:
+    """How a CPU line's FLOPs split over the precisions its arithmetic runs in ("fp32", "bf16", "int8" ->
+    share), for its compute ceiling; None where that is not known here (GPU lines; ONNX Runtime's int8
+    and fp16 lines, whose convolutions run in float32 after dequantizing, by its choice, not ours).
+    An OpenVINO int8 line's share is its manifest's; the rest runs in the artifact's float precision."""
+    if item.device != "cpu" or item.precision not in ("fp32", "bf16", "int8"):
+        return None
+    if item.precision != "int8":
+        return {item.precision: 1.0}
+    if not item.engine.startswith("OpenVINO"):
+        return None
+    from runtime.backends.openvino import inference_precision
+
+    manifest, _ = open_artifact(artifact_path(item, context))
+    share = manifest.extra.get("int8", {}).get("int8_flop_share")
+    if share is None:
+        return None
+    rest = "bf16" if inference_precision(manifest) == "bf16" and _openvino_bf16() else "fp32"
+    return {"int8": float(share), rest: 1.0 - float(share)}
+
+
 def load(item: Line, context: Context) -> Loaded:
     """Load a line for timing (engine only: arrays in, video out)."""
     if item.loader == "reference":

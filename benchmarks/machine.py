@@ -1,10 +1,12 @@
-"""The machine a benchmark ran on, its load, and its measured fp32 matmul peak.
+"""The machine a benchmark ran on, its load, and its measured arithmetic peaks.
 
 Numbers from a shared machine mean little without its load, so every result records the load
 average before and after, beside CPU, GPU, threads and library versions. The fp32 peak is measured,
 not looked up: the best of the matmul libraries installed here (Intel MKL through torch, OpenBLAS
 through numpy, oneDNN through OpenVINO), since MKL takes a slow path on AMD CPUs and the convolutions
-of every backend here run on oneDNN.
+of every backend here run on oneDNN. The int8 peak is that of OpenVINO's int8 convolution, the kernel
+the int8 artifact runs (~2x the fp32 peak without VNNI, up to 4x with it), and the bf16
+peak, where the CPU has bfloat16 arithmetic, OpenVINO's bf16 matmul.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ import numpy as np
 LIBRARIES = ("dtvnet", "torch", "numpy", "onnx", "onnxruntime", "onnxruntime-gpu", "openvino", "tensorrt")
 CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_bf16", "amx_int8")
 PEAK_SIZE = 2048  # square matmul side for the peak; large enough to be compute-bound
+# batch, channels (in = out), side, kernel of the int8 peak's convolution: compute-bound, ~30 ms a call
+# on 2 AVX2 cores (256 channels at 32x32 run the kernel ~1.7x faster than at batch 4, or at 16x16)
+INT8_PEAK_CONV = (8, 256, 32, 3)
 
 
 @dataclass
@@ -182,3 +187,71 @@ def matmul_peaks(threads: int, size: int = PEAK_SIZE, repeats: int = 10) -> dict
         request = ov.Core().compile_model(model, "CPU", config).create_infer_request()
         peaks["OpenVINO MatMul (oneDNN)"] = best_rate(lambda: request.infer({0: a}), flop, repeats)
     return {name: round(rate, 1) for name, rate in peaks.items()}
+
+
+def bf16_matmul_peak(threads: int, size: int = PEAK_SIZE, repeats: int = 10) -> dict[str, float]:
+    """bf16 GFLOP/s of OpenVINO's size x size matmul; {} where OpenVINO is missing or the CPU has no
+    bfloat16 arithmetic (OpenVINO would compute in float32)."""
+    try:
+        import openvino as ov
+        import openvino.opset13 as ops
+    except ImportError:
+        return {}
+    core = ov.Core()
+    if "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        return {}
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((size, size), dtype=np.float32)
+    b = rng.standard_normal((size, size), dtype=np.float32)
+    x = ops.parameter([size, size], np.float32, name="a")
+    model = ov.Model([ops.matmul(x, ops.constant(b), False, False)], [x])
+    config = {"INFERENCE_PRECISION_HINT": "bf16", "INFERENCE_NUM_THREADS": threads}
+    request = core.compile_model(model, "CPU", config).create_infer_request()
+    rate = best_rate(lambda: request.infer({0: a}), 2.0 * size**3, repeats)
+    return {"OpenVINO MatMul bf16 (oneDNN)": round(rate, 1)}
+
+
+def int8_conv_peak(
+    threads: int, repeats: int = 10, shape: tuple[int, int, int, int] = INT8_PEAK_CONV
+) -> dict[str, float]:
+    """GOP/s (multiply and add each count one) of OpenVINO's int8 convolution: uint8 activations times
+    int8 weights into int32 sums, requantized to uint8, as in every int8 layer of the int8 artifact.
+    Timed by OpenVINO's own counters, so that quantizing the float input is left out; best of `repeats`
+    calls. Named by the kernel that ran; {} without OpenVINO."""
+    try:
+        import openvino as ov
+        import openvino.opset13 as ops
+    except ImportError:
+        return {}
+    batch, channels, side, kernel = shape
+
+    def fake_quantize(node: Any, low: float, high: float, levels: int) -> Any:
+        lo, hi = ops.constant(np.float32(low)), ops.constant(np.float32(high))
+        return ops.fake_quantize(node, lo, hi, lo, hi, levels)
+
+    rng = np.random.default_rng(0)
+    x = ops.parameter([batch, channels, side, side], np.float32, name="x")
+    weights = rng.uniform(-1, 1, (channels, channels, kernel, kernel)).astype(np.float32)
+    pad = [kernel // 2] * 2
+    conv = ops.convolution(
+        fake_quantize(x, 0.0, 1.0, 256),
+        fake_quantize(ops.constant(weights), -1.0, 1.0, 255),
+        [1, 1],
+        pad,
+        pad,
+        [1, 1],
+    )
+    model = ov.Model([fake_quantize(conv, -8.0, 8.0, 256)], [x])
+    config = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": threads, "PERF_COUNT": True}
+    request = ov.Core().compile_model(model, "CPU", config).create_infer_request()
+    feed = rng.uniform(0, 1, (batch, channels, side, side)).astype(np.float32)
+    for _ in range(2):
+        request.infer({0: feed})
+    best, kernels = float("inf"), set()
+    for _ in range(repeats):
+        request.infer({0: feed})
+        convs = [p for p in request.profiling_info if p.node_type == "Convolution"]
+        kernels.update(p.exec_type for p in convs)
+        best = min(best, sum(p.real_time.total_seconds() for p in convs))
+    ops_per_call = 2.0 * batch * channels**2 * kernel**2 * side**2
+    return {f"OpenVINO int8 Convolution ({', '.join(sorted(kernels))})": round(ops_per_call / best / 1e9, 1)}

@@ -53,6 +53,7 @@ def rows(results: dict[str, Any]) -> list[dict[str, str]]:
                 "p99 ms": _num(entry["latency_ms"]["p99"]),
                 "GFLOP/s": _num(entry["gflops"], 0),
                 "% fp32 peak": _num(entry["pct_fp32_peak"], 0),
+                "% ceiling": _num(entry.get("pct_ceiling"), 0),
                 "x ref": _ratio(entry["vs_reference"]),
                 "x 31 fps": _ratio(entry["vs_paper_frames"]),
                 "x 31 clips/s": _ratio(entry["vs_paper_clips"]),
@@ -110,6 +111,7 @@ def footnotes(results: dict[str, Any]) -> list[str]:
         f"fp32 matmul peak {results['peak_fp32_gflops']:.0f} GFLOP/s (best of "
         + ", ".join(f"{k} {v:.0f}" for k, v in results["matmul_fp32_gflops"].items())
         + "); GFLOP/s = clips/s x GFLOP per clip.",
+        *_ceiling_notes(results),
         f"load average before {m['load_before']}, after {m['load_after']}; {m['threads']} threads; "
         + ", ".join(f"{k} {v}" for k, v in m["libraries"].items()),
         "e2e: 512 px JPEG photo files in, mp4 file out through runtime.Generator (batch 1: stream of "
@@ -166,6 +168,40 @@ def footnotes(results: dict[str, Any]) -> list[str]:
     return notes
 
 
+def _ceiling_notes(results: dict[str, Any]) -> list[str]:
+    """The other precisions' peaks, what a line's ceiling is, and the best paths' ceilings."""
+    peaks = {**results.get("int8_conv_gops", {}), **results.get("matmul_bf16_gflops", {})}
+    if not peaks:
+        return []
+    summary = results["summary"]
+    notes = [
+        "other peaks: "
+        + ", ".join(f"{k} {v:.0f} GOP/s" for k, v in peaks.items())
+        + f" ({peaks_ratio(results)}). % ceiling: frames/s against the line's compute ceiling, the "
+        "frames/s it would reach if each FLOP ran at the peak of the precision it runs in (an int8 "
+        "artifact's int8 share from its manifest, the rest at its float precision's peak) and nothing "
+        "else took time; no line can reach it."
+    ]
+    for prefix, name in (("best", "best CPU path"), ("fitted", "fitted weights")):
+        if f"{prefix}_ceiling_fps" in summary:
+            notes.append(
+                f"ceiling of the {name}: {_num(summary[f'{prefix}_ceiling_fps'])} frames/s = "
+                f"{summary[f'{prefix}_ceiling_vs_reference_best']:.2f}x the reference's best; it runs at "
+                f"{summary[f'{prefix}_pct_ceiling']:.0f}% of it."
+            )
+    return notes
+
+
+def peaks_ratio(results: dict[str, Any]) -> str:
+    """Each measured peak over the fp32 peak, e.g. "int8 2.03x, bf16 -": what lower precision buys here."""
+    by_precision = results.get("peaks_by_precision", {})
+    fp32 = by_precision.get("fp32")
+    return ", ".join(
+        f"{name} {by_precision[name] / fp32:.2f}x fp32" if fp32 and by_precision.get(name) else f"{name} -"
+        for name in ("int8", "bf16")
+    )
+
+
 def best_batch_table(results: dict[str, Any]) -> str:
     """One Markdown row per line at its fastest batch: the table README.md quotes."""
     best: dict[str, dict[str, Any]] = {}
@@ -173,7 +209,8 @@ def best_batch_table(results: dict[str, Any]) -> str:
         if entry["key"] not in best or entry["frames_per_s"] > best[entry["key"]]["frames_per_s"]:
             best[entry["key"]] = entry
     reference = best.get("reference")
-    cols = ["line", "batch", "frames/s", "clips/s", "x reference", "GFLOP/s", "% fp32 peak", "PSNR dB"]
+    cols = ["line", "batch", "frames/s", "clips/s", "x reference", "GFLOP/s", "% fp32 peak", "% ceiling"]
+    cols += ["PSNR dB"]
     cols += ["e2e frames/s", "e2e / engine", "e2e / engine, natural frames"]
     out = ["| " + " | ".join(cols) + " |", "|" + "|".join(" --- " for _ in cols) + "|"]
     for entry in best.values():
@@ -187,6 +224,7 @@ def best_batch_table(results: dict[str, Any]) -> str:
             _ratio(ratio),
             _num(entry["gflops"], 0),
             _num(entry["pct_fp32_peak"], 0),
+            _num(entry.get("pct_ceiling"), 0),
             "-" if entry.get("psnr_db") is None else _num(entry["psnr_db"], 1),
             _num(e2e.get("frames_per_s")),
             _share(e2e),

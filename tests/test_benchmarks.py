@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import fps, lines, report
-from benchmarks.machine import machine_name, matmul_peaks
+from benchmarks.machine import bf16_matmul_peak, int8_conv_peak, machine_name, matmul_peaks
 from benchmarks.timing import Protocol, measure_interleaved, run_block
 
 
@@ -23,7 +23,9 @@ def timing(p50_ms: float) -> dict:
 def test_rates_and_ratios_come_from_the_median_latency():
     timings = {("reference", 1): timing(100.0), ("ov-int8", 1): timing(25.0), ("ov-int8", 4): timing(80.0)}
     devices = {"reference": "torch", "ov-int8": "openvino"}
-    entries = {(e["key"], e["batch"]): e for e in fps.line_entries(timings, devices, 38.5, 32, 500.0)}
+    entries = {
+        (e["key"], e["batch"]): e for e in fps.line_entries(timings, devices, 38.5, 32, {"fp32": 500.0})
+    }
     ref, fast, batched = entries["reference", 1], entries["ov-int8", 1], entries["ov-int8", 4]
     assert ref["clips_per_s"] == pytest.approx(10.0) and ref["frames_per_s"] == pytest.approx(320.0)
     assert ref["vs_reference"] == pytest.approx(1.0) and fast["vs_reference"] == pytest.approx(4.0)
@@ -36,16 +38,72 @@ def test_rates_and_ratios_come_from_the_median_latency():
     assert summary["best_key"] == "ov-int8" and summary["best_batch"] == 4
     assert summary["best_vs_reference_best"] == pytest.approx(5.0) and summary["best_psnr_db_min"] == 36.5
     passive = fps.line_entries(
-        {("reference-passive", 4): timing(200.0)}, {"reference-passive": "torch"}, 38.5, 32, 1
+        {("reference-passive", 4): timing(200.0)}, {"reference-passive": "torch"}, 38.5, 32, {}
     )
     conservative = fps.summarize([*entries.values(), *passive], None)
     assert conservative["best_key"] == "ov-int8"  # a reference layout is never the best path
     assert conservative["best_vs_fastest_reference"] == pytest.approx(2.5)  # 50 clips/s vs 20
 
 
+def test_each_line_is_measured_against_the_ceiling_of_its_precisions():
+    # 10 GFLOP a clip; int8 at 400, fp32 at 100: 80% int8 + 20% fp32 takes 20 + 20 ms at best
+    peaks = {"fp32": 100.0, "int8": 400.0, "bf16": None}
+    mixes = {"reference": {"fp32": 1.0}, "ov-int8": {"int8": 0.8, "fp32": 0.2}, "ov-bf16": {"bf16": 1.0}}
+    timings = {("reference", 1): timing(200.0), ("ov-int8", 1): timing(100.0), ("ov-bf16", 1): timing(50.0)}
+    devices = dict.fromkeys(mixes, "cpu")
+    entries = {e["key"]: e for e in fps.line_entries(timings, devices, 10.0, 32, peaks, mixes)}
+    assert fps.ceiling_clips(10.0, mixes["ov-int8"], peaks) == pytest.approx(25.0)
+    assert entries["ov-int8"]["ceiling_frames_per_s"] == pytest.approx(800.0)
+    assert entries["ov-int8"]["pct_ceiling"] == pytest.approx(40.0)  # 10 clips/s of 25
+    assert entries["reference"]["pct_ceiling"] == pytest.approx(50.0)  # 5 clips/s of 10
+    assert entries["ov-bf16"]["ceiling_frames_per_s"] is None  # no bf16 peak measured: no ceiling
+    assert fps.ceiling_clips(10.0, None, peaks) is None
+    assert fps.ceiling_clips(10.0, {"int8": 1.0, "fp32": 0.0}, {"int8": 400.0}) == pytest.approx(40.0)
+    summary = fps.summarize(list(entries.values()), None)
+    assert summary["best_key"] == "ov-bf16" and "best_ceiling_fps" not in summary
+    del entries["ov-bf16"]
+    summary = fps.summarize(list(entries.values()), None)
+    assert summary["best_ceiling_vs_reference_best"] == pytest.approx(5.0)  # 800 frames/s vs 160
+    assert summary["best_pct_ceiling"] == pytest.approx(40.0)
+    machine = {"load_before": [], "load_after": [], "cores": 2, "threads": 2, "libraries": {}}
+    results = {"machine": machine, "summary": summary, "lines": list(entries.values()), "model": {}}
+    results |= {"peak_fp32_gflops": 100.0, "matmul_fp32_gflops": {}, "peaks_by_precision": peaks}
+    assert not any("ceiling of the" in note for note in report.footnotes(results))  # no other peak: none
+    results["int8_conv_gops"] = {"OpenVINO int8 Convolution (jit)": 400.0}
+    notes = report.footnotes(results)
+    assert any("int8 Convolution (jit) 400 GOP/s (int8 4.00x fp32, bf16 -)" in note for note in notes)
+    assert any(
+        "best CPU path: 800.0 frames/s = 5.00x the reference's best" in n and "at 40%" in n for n in notes
+    )
+    assert "| 40 |" in report.best_batch_table(results)
+
+
+def test_an_int8_artifacts_flop_mix_comes_from_its_manifest(
+    tiny_artifacts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    import shutil
+    from dataclasses import replace
+
+    from export.manifest import write_manifest
+    from runtime.backends import open_artifact
+
+    checkpoint, generator, _ = tiny_artifacts
+    manifest, _ = open_artifact(generator)
+    shutil.copytree(generator, tmp_path / "onnx-int8")
+    extra = {"int8": {"int8_flop_share": 0.75}, "openvino": {"inference_precision": "bf16"}}
+    write_manifest(tmp_path / "onnx-int8", replace(manifest, precision="int8", extra=extra))
+    context = lines.Context(checkpoint, tmp_path)
+    for native, rest in ((True, "bf16"), (False, "fp32")):  # bf16 where the CPU computes it, else float32
+        monkeypatch.setattr(lines, "_openvino_bf16", lambda native=native: native)
+        assert lines.flop_mix(lines.line("ov-int8"), context) == {"int8": 0.75, rest: 0.25}
+    assert lines.flop_mix(lines.line("ort-int8"), context) is None  # ORT convolves in float32
+    assert lines.flop_mix(lines.line("ov-fp32"), context) == {"fp32": 1.0}
+    assert lines.flop_mix(lines.line("trt-fp16"), context) is None
+
+
 def test_round_by_round_ratios_pair_each_round_with_the_reference():
-    ref = fps.line_entries({("reference", 1): timing(100.0)}, {"reference": "t"}, 38.5, 32, 1)[0]
-    fast = fps.line_entries({("ov-int8", 4): timing(200.0)}, {"ov-int8": "o"}, 38.5, 32, 1)[0]
+    ref = fps.line_entries({("reference", 1): timing(100.0)}, {"reference": "t"}, 38.5, 32, {})[0]
+    fast = fps.line_entries({("ov-int8", 4): timing(200.0)}, {"ov-int8": "o"}, 38.5, 32, {})[0]
     ref["round_medians_ms"], fast["round_medians_ms"] = [100.0, 125.0, 100.0], [200.0, 200.0, 160.0]
     assert fps.ratio_by_round(fast, ref) == pytest.approx([2.0, 2.5, 2.5])
     summary = fps.summarize([ref, fast], None)
@@ -100,6 +158,11 @@ def test_machine_name_and_peaks():
     assert machine_name("AMD EPYC", 2, None, ["avx2", "avx512f", "avx512_bf16"]) == "amd-epyc-avx512-2c"
     peaks = matmul_peaks(threads=1, size=64, repeats=1)
     assert "numpy (OpenBLAS)" in peaks and all(v > 0 for v in peaks.values())
+    (name, rate), *rest = int8_conv_peak(threads=1, repeats=1, shape=(1, 16, 8, 3)).items()
+    assert not rest and name.startswith("OpenVINO int8 Convolution (") and rate > 0
+    assert "I8" in name  # OpenVINO names a kernel by its precision: an int8 one ran, not a float fallback
+    bf16 = bf16_matmul_peak(threads=1, size=64, repeats=1)
+    assert bool(bf16) == lines._openvino_bf16() and all(v > 0 for v in bf16.values())
 
 
 def test_gpu_lines_say_why_they_cannot_run(tmp_path: Path):
@@ -151,6 +214,9 @@ def test_quick_benchmark_writes_results(tmp_path: Path, monkeypatch: pytest.Monk
     assert entries["ov-int8"]["psnr_db"] >= 35.0 and entries["ov-fp32"]["psnr_db"] > 80
     assert "onnxruntime" in results["machine"]["libraries"] and len(results["machine"]["load_after"]) == 3
     assert results["peak_fp32_gflops"] > 0 and results["summary"]["best_key"] != "reference"
+    assert results["peaks_by_precision"]["int8"] > 0  # the int8 entry's ceiling uses its manifest's share
+    assert 0 < entries["ov-int8"]["flop_mix"]["int8"] <= 1 and entries["ov-int8"]["pct_ceiling"] > 0
+    assert entries["reference"]["flop_mix"] == {"fp32": 1.0} and entries["ort-int8"]["pct_ceiling"] is None
     assert results["quality"][0]["lines"]["ov-int8"]["psnr_db_min"] == entries["ov-int8"]["psnr_db"]
 
 
@@ -197,7 +263,7 @@ def test_fitted_weights_line_needs_a_natural_model_and_is_never_the_best_path(tm
     assert lines.artifact_path(lines.line("ov-int8"), both) == tmp_path / item.artifact
     timings = {("reference", 1): timing(100.0), ("ov-int8", 1): timing(50.0), (item.key, 1): timing(25.0)}
     devices = {"reference": "torch", "ov-int8": "openvino", item.key: "openvino"}
-    entries = fps.line_entries(timings, devices, 38.5, 32, 500.0)
+    entries = fps.line_entries(timings, devices, 38.5, 32, {"fp32": 500.0})
     assert fps.best_path(entries)["key"] == "ov-int8"  # the faster fitted line is another model
     summary = fps.summarize(entries, None)
     assert summary["best_vs_reference_best"] == pytest.approx(2.0)
