@@ -228,7 +228,7 @@ def artifact_path(item: Line, context: Context) -> Path:
 def flop_mix(item: Line, context: Context) -> dict[str, float] | None:
     """How a CPU line's FLOPs split over the precisions its arithmetic runs in ("fp32", "bf16", "int8" ->
     share), for its compute ceiling; None where that is not known here (GPU lines; ONNX Runtime's int8
-    and fp16 lines, whose convolutions run in float32 after dequantizing, by its choice, not ours).
+    and fp16 lines, which dequantize or cast and then convolve in float32, whatever the artifact holds).
     An OpenVINO int8 line's share is its manifest's; the rest runs in the artifact's float precision."""
     if item.device != "cpu" or item.precision not in ("fp32", "bf16", "int8"):
         return None

@@ -170,17 +170,16 @@ def footnotes(results: dict[str, Any]) -> list[str]:
 
 def _ceiling_notes(results: dict[str, Any]) -> list[str]:
     """The other precisions' peaks, what a line's ceiling is, and the best paths' ceilings."""
-    peaks = {**results.get("int8_conv_gops", {}), **results.get("matmul_bf16_gflops", {})}
+    peaks = [f"{k} {v:.0f} GOP/s" for k, v in results.get("int8_conv_gops", {}).items()]
+    peaks += [f"{k} {v:.0f} GFLOP/s" for k, v in results.get("matmul_bf16_gflops", {}).items()]
     if not peaks:
         return []
     summary = results["summary"]
     notes = [
-        "other peaks: "
-        + ", ".join(f"{k} {v:.0f} GOP/s" for k, v in peaks.items())
-        + f" ({peaks_ratio(results)}). % ceiling: frames/s against the line's compute ceiling, the "
-        "frames/s it would reach if each FLOP ran at the peak of the precision it runs in (an int8 "
-        "artifact's int8 share from its manifest, the rest at its float precision's peak) and nothing "
-        "else took time; no line can reach it."
+        f"other peaks: {', '.join(peaks)} ({_peaks_ratio(results)}). % ceiling: frames/s against the "
+        "line's compute ceiling, the frames/s it would reach if each FLOP ran at the peak of the "
+        "precision it runs in (an int8 artifact's int8 share from its manifest, the rest at its float "
+        "precision's peak) and nothing else took time; no line can reach it."
     ]
     for prefix, name in (("best", "best CPU path"), ("fitted", "fitted weights")):
         if f"{prefix}_ceiling_fps" in summary:
@@ -192,8 +191,8 @@ def _ceiling_notes(results: dict[str, Any]) -> list[str]:
     return notes
 
 
-def peaks_ratio(results: dict[str, Any]) -> str:
-    """Each measured peak over the fp32 peak, e.g. "int8 2.03x, bf16 -": what lower precision buys here."""
+def _peaks_ratio(results: dict[str, Any]) -> str:
+    """Each measured peak over the fp32 peak ("int8 2.08x fp32, bf16 -"): what lower precision buys here."""
     by_precision = results.get("peaks_by_precision", {})
     fp32 = by_precision.get("fp32")
     return ", ".join(
