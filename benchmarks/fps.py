@@ -181,7 +181,7 @@ def ceiling_clips(
     gflop: float, mix: Mapping[str, float] | None, peaks: Mapping[str, float | None]
 ) -> float | None:
     """Clips/s if each of a line's FLOPs ran at the measured peak of the precision it runs in (`mix`:
-    precision -> share, `lines.flop_mix`) and nothing else took time: an upper bound no line reaches
+    precision -> share, `lines.flop_mix`) and nothing else took time: a bound no line reaches in practice
     (norms, pads, reorders and quantization are left out, and most layers are smaller than the peak's).
     None where the mix or a peak it needs is unknown."""
     if not mix or any(not peaks.get(precision) for precision, share in mix.items() if share > 0):

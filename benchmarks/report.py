@@ -179,7 +179,7 @@ def _ceiling_notes(results: dict[str, Any]) -> list[str]:
         f"other peaks: {', '.join(peaks)} ({_peaks_ratio(results)}). % ceiling: frames/s against the "
         "line's compute ceiling, the frames/s it would reach if each FLOP ran at the peak of the "
         "precision it runs in (an int8 artifact's int8 share from its manifest, the rest at its float "
-        "precision's peak) and nothing else took time; no line can reach it."
+        "precision's peak) and nothing else took time; in practice no line reaches it."
     ]
     for prefix, name in (("best", "best CPU path"), ("fitted", "fitted weights")):
         if f"{prefix}_ceiling_fps" in summary:
