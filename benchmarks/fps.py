@@ -207,7 +207,8 @@ def line_entries(
         clips = batch / (timing["latency_ms"]["p50"] / 1e3)
         ref = reference.get(batch)
         ref_clips = batch / (ref["latency_ms"]["p50"] / 1e3) if ref else None
-        ceiling = ceiling_clips(gflop, (mixes or {}).get(key), peaks)
+        mix = (mixes or {}).get(key)
+        ceiling = ceiling_clips(gflop, mix, peaks)
         entries.append(
             {
                 "key": key,
@@ -224,7 +225,7 @@ def line_entries(
                 "frames_per_s": clips * frames,
                 "gflops": clips * gflop,
                 "pct_fp32_peak": 100 * clips * gflop / fp32_peak if fp32_peak else None,
-                "flop_mix": (mixes or {}).get(key),
+                "flop_mix": mix,
                 "ceiling_frames_per_s": ceiling * frames if ceiling else None,
                 "pct_ceiling": 100 * clips / ceiling if ceiling else None,
                 "vs_reference": clips / ref_clips if ref_clips else None,

@@ -161,11 +161,29 @@ def best_rate(fn: Callable[[], object], flop: float, repeats: int) -> float:
     return flop / best / 1e9
 
 
+def _matrices(size: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return rng.standard_normal((size, size), dtype=np.float32), rng.standard_normal(
+        (size, size), dtype=np.float32
+    )
+
+
+def _openvino_matmul_rate(a: np.ndarray, b: np.ndarray, threads: int, precision: str, repeats: int) -> float:
+    """GFLOP/s of OpenVINO's a @ b (b a constant) at inference precision `precision` (raises ImportError
+    without OpenVINO)."""
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    x = ops.parameter(list(a.shape), np.float32, name="a")
+    model = ov.Model([ops.matmul(x, ops.constant(b), False, False)], [x])
+    config = {"INFERENCE_PRECISION_HINT": precision, "INFERENCE_NUM_THREADS": threads}
+    request = ov.Core().compile_model(model, "CPU", config).create_infer_request()
+    return best_rate(lambda: request.infer({0: a}), 2.0 * a.shape[0] * a.shape[1] * b.shape[1], repeats)
+
+
 def matmul_peaks(threads: int, size: int = PEAK_SIZE, repeats: int = 10) -> dict[str, float]:
     """fp32 GFLOP/s of a size x size matmul in each installed library, on `threads` threads."""
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((size, size), dtype=np.float32)
-    b = rng.standard_normal((size, size), dtype=np.float32)
+    a, b = _matrices(size)
     flop = 2.0 * size**3
     peaks: dict[str, float] = {}
     with contextlib.suppress(ImportError):
@@ -178,14 +196,7 @@ def matmul_peaks(threads: int, size: int = PEAK_SIZE, repeats: int = 10) -> dict
         torch.set_num_threads(previous)
     peaks["numpy (OpenBLAS)"] = best_rate(lambda: a @ b, flop, repeats)  # threads: OPENBLAS_NUM_THREADS
     with contextlib.suppress(ImportError):
-        import openvino as ov
-        import openvino.opset13 as ops
-
-        x = ops.parameter([size, size], np.float32, name="a")
-        model = ov.Model([ops.matmul(x, ops.constant(b), False, False)], [x])
-        config = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": threads}
-        request = ov.Core().compile_model(model, "CPU", config).create_infer_request()
-        peaks["OpenVINO MatMul (oneDNN)"] = best_rate(lambda: request.infer({0: a}), flop, repeats)
+        peaks["OpenVINO MatMul (oneDNN)"] = _openvino_matmul_rate(a, b, threads, "f32", repeats)
     return {name: round(rate, 1) for name, rate in peaks.items()}
 
 
@@ -193,21 +204,12 @@ def bf16_matmul_peak(threads: int, size: int = PEAK_SIZE, repeats: int = 10) -> 
     """bf16 GFLOP/s of OpenVINO's size x size matmul; {} where OpenVINO is missing or the CPU has no
     bfloat16 arithmetic (OpenVINO would compute in float32)."""
     try:
-        import openvino as ov
-        import openvino.opset13 as ops
+        from runtime.backends.openvino import bf16_supported
     except ImportError:
         return {}
-    core = ov.Core()
-    if "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+    if not bf16_supported():
         return {}
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((size, size), dtype=np.float32)
-    b = rng.standard_normal((size, size), dtype=np.float32)
-    x = ops.parameter([size, size], np.float32, name="a")
-    model = ov.Model([ops.matmul(x, ops.constant(b), False, False)], [x])
-    config = {"INFERENCE_PRECISION_HINT": "bf16", "INFERENCE_NUM_THREADS": threads}
-    request = core.compile_model(model, "CPU", config).create_infer_request()
-    rate = best_rate(lambda: request.infer({0: a}), 2.0 * size**3, repeats)
+    rate = _openvino_matmul_rate(*_matrices(size), threads, "bf16", repeats)
     return {"OpenVINO MatMul bf16 (oneDNN)": round(rate, 1)}
 
 
