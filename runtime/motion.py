@@ -2,7 +2,9 @@
 
 - Seeded: vector j of a seed is `runtime.seeded_normal(seed, dim, 1, first=j)`, the exactly specified
   N(0, I) stream the C++ host shares, so a seed names the same motion everywhere.
-- Given: a [dim] (or [1, dim]) array, or a .npy file holding one; it must be finite.
+- Given: a [dim] (or [1, dim]) array, or a .npy file holding one; it must be finite, and every entry
+  within +-MAX_MOTION_ABS (1000): the model was trained on N(0, I) vectors, so an entry beyond that
+  is a mistake (wrong units, a vector not standardized), refused rather than turned into frames.
 - Transferred: the first `frames` frames of a video file or a folder of frames are pre-processed to
   the model size exactly like the input image (`runtime.imaging`), rounded to uint8, turned into
   optical flow (`training.flow.dis.clip_flows`), and the flow encoder maps that to a vector.
@@ -29,6 +31,7 @@ from training.flow.dis import clip_flows
 FRAME_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 VECTOR_SUFFIX = ".npy"
 MAX_SEED = 2**64
+MAX_MOTION_ABS = 1000.0  # |z_i| <= this for every entry; the C++ host's dtvnet::kMaxMotionAbs is the same
 MotionSource = np.ndarray | Sequence[float] | str | os.PathLike[str]
 
 
@@ -51,7 +54,7 @@ def seeded_vector(seed: int, dim: int, index: int = 0) -> np.ndarray:
 def check_vector(
     vector: np.ndarray | Sequence[float], dim: int, where: str = "The motion vector"
 ) -> np.ndarray:
-    """A [dim] or [1, dim] array of finite numbers -> float32 [dim]."""
+    """A [dim] or [1, dim] array of finite numbers within +-MAX_MOTION_ABS -> float32 [dim]."""
     try:
         array = np.asarray(vector, dtype=np.float64)
     except (TypeError, ValueError):
@@ -65,6 +68,12 @@ def check_vector(
         )
     if not np.isfinite(array).all():
         raise MotionError(f"{where} contains NaN or infinite values; pass finite numbers.")
+    largest = float(np.abs(array).max(initial=0.0))
+    if largest > MAX_MOTION_ABS:
+        raise MotionError(
+            f"{where} has an entry of magnitude {largest:.3g}, beyond the {MAX_MOTION_ABS:g} this model "
+            "accepts (it was trained on N(0, I) vectors); pass a standardized vector, or a seed instead."
+        )
     return array.astype(np.float32)
 
 
