@@ -11,7 +11,7 @@ import dataclasses
 import json
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 from runtime.errors import IntegrityError, ManifestError
@@ -91,6 +91,7 @@ class Manifest:
         for name, allowed in (("kind", KINDS), ("engine", ENGINES), ("precision", PRECISIONS)):
             if getattr(manifest, name) not in allowed:
                 raise ManifestError(f"{where} has unknown {name} {getattr(manifest, name)!r}.")
+        check_names(manifest, where)
         return manifest
 
     def input(self, name: str) -> TensorSpec:
@@ -189,7 +190,10 @@ def resolve_artifact(path: str | os.PathLike[str]) -> tuple[Manifest, Path]:
             "with `dtvnet export CHECKPOINT`."
         )
     manifest = read_manifest(manifest_path)
-    model_path = manifest_path.parent / manifest.model_file
+    where = repr(str(manifest_path))
+    model_path = inside_artifact(manifest_path.parent, manifest.model_file, where, "model_file")
+    for key, name in sibling_references(manifest):
+        sibling_artifact(manifest_path.parent, name, where, key)
     if p.is_file() and p != manifest_path and p.resolve() != model_path.resolve():
         raise ManifestError(
             f"{str(manifest_path)!r} describes {manifest.model_file!r}, not {p.name!r}; keep one model per "
@@ -214,6 +218,127 @@ def read_manifest(manifest_path: str | os.PathLike[str]) -> Manifest:
     if not isinstance(data, dict):
         raise ManifestError(f"{where!r} is not a dtvnet artifact manifest; re-export the artifact.")
     return Manifest.from_dict(data, where=repr(where))
+
+
+# ---------------------------------------------------------------------- confinement
+# An artifact is one folder (DESIGN.md): every file its manifest names lies inside it, so a copied or
+# downloaded artifact never reads the files beside it. The only references out are to sibling artifacts
+# of the same export (a generator's flow encoder, a TensorRT engine's ONNX source): "../NAME" inside the
+# export folder that holds both, each itself an artifact confined to its own folder. The ONNX runtimes
+# read external data relative to the model file; `check_external_data` holds those names to the rule too.
+
+
+def sibling_references(manifest: Manifest) -> list[tuple[str, str]]:
+    """(field, value) of every sibling artifact the manifest names: companions and extra.source_onnx."""
+    refs = [(f"companions.{key}", value) for key, value in manifest.companions.items()]
+    if "source_onnx" in manifest.extra:
+        refs.append(("extra.source_onnx", manifest.extra["source_onnx"]))
+    return refs
+
+
+def check_names(manifest: Manifest, where: str) -> None:
+    """ManifestError unless model_file is a relative path without `..` and each sibling reference is
+    one too, or `../` and one (what the names alone say; `resolve_artifact` also follows symlinks)."""
+    _relative_inside("model_file", manifest.model_file, where)
+    if not isinstance(manifest.companions, dict):
+        raise ManifestError(
+            f"{where} has companions that are not a mapping of names; re-export the artifact."
+        )
+    for key, name in sibling_references(manifest):
+        _relative_inside(key, _sibling(name), where)
+
+
+def inside_artifact(folder: str | os.PathLike[str], name: str, where: str, key: str) -> Path:
+    """`folder / name`, refused with a ManifestError naming manifest `where` and field `key` unless
+    `name` is a relative path without `..` that, symlinks followed, stays inside `folder`."""
+    _relative_inside(key, name, where)
+    path = Path(folder) / name
+    _resolves_inside(path, Path(folder).resolve(), name, where, key)
+    return path
+
+
+def sibling_artifact(folder: str | os.PathLike[str], name: str, where: str, key: str) -> Path:
+    """Companion artifact `name` of artifact `folder`: `../NAME` (a sibling in the same export folder)
+    or a path inside `folder`; refused like `inside_artifact` if it leads, symlinks followed, out of
+    the export folder (or, without `../`, out of the artifact)."""
+    artifact = Path(folder).resolve()
+    top = artifact.parent if isinstance(name, str) and name.startswith("../") else artifact
+    _relative_inside(key, _sibling(name), where)
+    _resolves_inside(top / _sibling(name), top, name, where, key)  # the OS's reading of folder/../NAME
+    return Path(folder) / name
+
+
+def external_data_locations(model: Any) -> list[str]:
+    """The `location` of every tensor of an ONNX ModelProto (graph, subgraphs, node attributes) whose
+    data lies in an external file: ONNX Runtime and OpenVINO read those relative to the model file."""
+    locations: list[str] = []
+
+    def tensor(t: Any) -> None:
+        if t.data_location == 1:  # onnx.TensorProto.EXTERNAL
+            locations.extend(e.value for e in t.external_data if e.key == "location")
+
+    def graph(g: Any) -> None:
+        for t in g.initializer:
+            tensor(t)
+        for sparse in g.sparse_initializer:
+            tensor(sparse.values)
+            tensor(sparse.indices)
+        for node in g.node:
+            for attr in node.attribute:
+                if attr.HasField("t"):
+                    tensor(attr.t)
+                for t in attr.tensors:
+                    tensor(t)
+                if attr.HasField("g"):
+                    graph(attr.g)
+                for sub in attr.graphs:
+                    graph(sub)
+
+    graph(model.graph)
+    for function in getattr(model, "functions", []):
+        for node in function.node:
+            for attr in node.attribute:
+                if attr.HasField("t"):
+                    tensor(attr.t)
+    return locations
+
+
+def check_external_data(model: Any, model_path: str | os.PathLike[str]) -> None:
+    """ManifestError unless every external-data file an ONNX model names lies inside its artifact."""
+    path = Path(model_path)
+    for location in external_data_locations(model):
+        inside_artifact(path.parent, location, repr(str(path)), "the external data location")
+
+
+def _sibling(name: Any) -> Any:
+    """A sibling reference without its one leading `../`."""
+    return name[len("../") :] if isinstance(name, str) and name.startswith("../") else name
+
+
+def _resolves_inside(path: Path, top: Path, name: str, where: str, key: str) -> None:
+    resolved = path.resolve()
+    if resolved == top or not resolved.is_relative_to(top):
+        raise ManifestError(
+            f"{where} gives {key} as {name!r}, which resolves (symlinks followed) to {str(resolved)!r}, not "
+            f"inside {str(top)!r}; an artifact is one folder, so copy the file into it or re-export it."
+        )
+
+
+def _relative_inside(key: str, name: Any, where: str) -> None:
+    """The path alone: a non-empty relative path with no `..`, no absolute or drive part."""
+    if not isinstance(name, str) or not name.strip() or "\0" in name:
+        raise ManifestError(f"{where} gives {key} as {name!r}, not a file name; re-export the artifact.")
+    parts = PurePosixPath(name.replace("\\", "/")).parts
+    if (
+        PurePosixPath(name).is_absolute()
+        or PureWindowsPath(name).drive
+        or name.startswith(("/", "\\"))
+        or ".." in parts
+    ):
+        raise ManifestError(
+            f"{where} gives {key} as {name!r}, outside the artifact folder; an artifact is one folder, so "
+            "every file it names must lie inside it (no '..', no absolute path): re-export the artifact."
+        )
 
 
 def verify_integrity(manifest: Manifest, model_path: str | os.PathLike[str]) -> None:

@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from export.manifest import Manifest
+from export.manifest import Manifest, check_external_data
 from runtime.backends import check_graph_io, numpy_dtype, parse_device
 from runtime.errors import ArtifactError, BackendUnavailableError, ManifestError
 from runtime.fsutil import user_cache_dir
@@ -91,6 +91,7 @@ class OnnxRuntimeBackend:
             model = onnx.load(str(model_path), load_external_data=False)
         except Exception as exc:  # protobuf raises DecodeError and friends
             raise ArtifactError(f"{where} is not a readable ONNX model ({exc}); re-export it.") from None
+        check_external_data(model, model_path)  # the runtime reads those files: inside the artifact
         found = weight_precision(model)
         if found != manifest.precision:
             raise ManifestError(
