@@ -4,10 +4,11 @@ Usage:
     dtvnet generate IMAGE --artifact A --out out.mp4 [--seed S] [--motion-from video.mp4] [--clips N]
                     [--fps 25] [--backend auto|onnxruntime|openvino|tensorrt|torch|triton] [--device D]
                     [--fit crop|letterbox] [--upscale] [--transition K] [--sheet sheet.png] [--batch-size B]
-                    [--force]
+                    [--force] [--crf Q]
     dtvnet generate --images DIR --artifact A --out DIR [--format mp4|gif|png|frames] [--seed S] ...
 
---out picks the format by suffix: .mp4, .gif, .png (a contact sheet) or a folder name (png frames).
+--out picks the format by suffix: .mp4 (H.264), .webm (VP9), .gif, .png (a contact sheet) or a folder
+name (png frames); --crf sets the video quality. Ctrl-C keeps the frames made so far in OUT.partial.mp4.
 The artifact may also be the URL of a model on a Triton server (http://HOST:8000/v2/models/NAME).
 With --images, every photo in the folder becomes a clip in --out, batched and resumable (runtime.batch).
 """
@@ -28,7 +29,7 @@ from runtime.errors import OutputPathError
 from runtime.fsutil import ensure_writable_dir, refuse_overwrite
 from runtime.generator import Generator
 from runtime.imaging import FITS
-from runtime.writers import FrameWriter, open_writer, output_kind
+from runtime.writers import FrameWriter, StoppedEarly, check_crf, open_writer, output_kind
 
 
 def frame_count(frames_per_clip: int, clips: int) -> int:
@@ -47,9 +48,18 @@ def check_outputs(out: Path, sheet: Path | None, force: bool) -> None:
             f"--out and --sheet both name {str(out)!r}; give the contact sheet its own name."
         )
     for path in (out, sheet) if sheet is not None else (out,):
-        output_kind(path)
-        refuse_overwrite(path, force)
+        refuse_overwrite(path, force, "frames folder" if output_kind(path) == "frames" else "output")
         ensure_writable_dir(path.parent)
+
+
+def add_crf_argument(parser: argparse.ArgumentParser) -> None:
+    """--crf, the video quality of mp4 and webm outputs (`dtvnet generate` and `dtvnet demo`)."""
+    parser.add_argument(
+        "--crf",
+        type=int,
+        help="video quality, lower is better and larger: H.264 mp4 0-51 (default 20), VP9 webm 0-63 "
+        "(default 31)",
+    )
 
 
 def write_stream(
@@ -59,19 +69,33 @@ def write_stream(
     total: int,
     sheet: Path | None = None,
     sheet_frames: int = 0,
+    crf: int | None = None,
 ) -> int:
-    """Write `frames` to `out` (and the first `sheet_frames` to a contact sheet) with a progress bar."""
+    """Write `frames` to `out` (and the first `sheet_frames` to a contact sheet) with a progress bar.
+
+    Ctrl-C keeps the frames made so far, playable, in OUT.partial.SUFFIX (said in one line on stderr)
+    and raises on; the next complete run replaces it. The contact sheet is all or nothing.
+    """
     written = 0
-    with contextlib.ExitStack() as stack:
-        writer: FrameWriter = stack.enter_context(open_writer(out, fps))
-        sheet_writer = stack.enter_context(open_writer(sheet)) if sheet is not None else None
-        bar = stack.enter_context(tqdm(total=total, unit="frame", desc=out.name, leave=False))
-        for frame in frames:
-            writer.write(frame)
-            if sheet_writer is not None and written < sheet_frames:
-                sheet_writer.write(frame)
-            written += 1
-            bar.update()
+    try:
+        with contextlib.ExitStack() as stack:
+            writer: FrameWriter = stack.enter_context(open_writer(out, fps, crf=crf, keep_partial=True))
+            sheet_writer = stack.enter_context(open_writer(sheet)) if sheet is not None else None
+            bar = stack.enter_context(tqdm(total=total, unit="frame", desc=out.name, leave=False))
+            for frame in frames:
+                writer.write(frame)
+                if sheet_writer is not None and written < sheet_frames:
+                    sheet_writer.write(frame)
+                written += 1
+                bar.update()
+    except StoppedEarly as stopped:
+        if stopped.partial is not None:
+            print(
+                f"stopped: the {stopped.frames} frames made so far are in {stopped.partial} (a complete run "
+                "replaces it)",
+                file=sys.stderr,
+            )
+        raise
     return written
 
 
@@ -112,11 +136,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--sheet", type=Path, help="also write the first clip as a contact sheet png")
     parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    add_crf_argument(parser)
     args = parser.parse_args(argv)
     if (args.image is None) == (args.images is None):
         parser.error("give one photo, or a folder of photos with --images")
-    if args.images is not None and (args.clips != 1 or args.sheet is not None):
-        parser.error("--clips and --sheet apply to one photo, not to --images")
+    if args.images is not None and (args.clips != 1 or args.sheet is not None or args.crf is not None):
+        parser.error("--clips, --sheet and --crf apply to one photo, not to --images")
     if args.images is None and args.format is not None:
         parser.error("--format applies to --images; for one photo the suffix of --out picks the format")
     if args.clips < 1:
@@ -126,6 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.images is not None:
         return generate_batch(args)
     check_outputs(args.out, args.sheet, args.force)
+    check_crf(args.crf, output_kind(args.out))
 
     with open_generator(args) as gen:
         frames = gen.stream(
@@ -138,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             upscale=args.upscale,
         )
         total = frame_count(gen.frames, args.clips)
-        written = write_stream(frames, args.out, args.fps, total, args.sheet, gen.frames)
+        written = write_stream(frames, args.out, args.fps, total, args.sheet, gen.frames, args.crf)
         motion = f"motion from {args.motion_from}" if args.motion_from else f"seed {gen.last_seed}"
         print(f"wrote {args.out} ({written} frames, {motion})")
         if args.sheet:
