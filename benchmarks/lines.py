@@ -288,7 +288,7 @@ def _load_autocast(checkpoint: Path, device: str) -> Loaded:
             torch.from_numpy(np.ascontiguousarray(feeds[n])).to(device) for n in ("image", "motion")
         )
         with torch.inference_mode(), torch.autocast(device, dtype=dtype):
-            return module(image, motion).float().cpu().numpy()
+            return module(image, motion)[0].float().cpu().numpy()  # video; flows come with it
 
     name = torch.cuda.get_device_name(0) if device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     return Loaded(run, f"torch {torch.__version__} {name}", lambda: None)

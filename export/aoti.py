@@ -33,7 +33,7 @@ from export.onnx import (
     reference_module,
 )
 from export.progress import steps_or_new
-from export.verify import Runner, module_runner, write_verified
+from export.verify import ParityRunner, module_runner, write_verified
 from runtime.errors import ExportError
 from runtime.fsutil import atomic_dir, ensure_writable_dir, refuse_overwrite
 from training import checkpoint as ckpt_io
@@ -66,8 +66,9 @@ def compile_package(
         raise ExportError(f"AOTInductor compilation of {type(module).__name__} failed: {exc}") from exc
 
 
-def package_runner(path: Path) -> Runner:
-    """An AOTInductor package run from Python (the C++ host runs the same .pt2), for parity checks."""
+def package_runner(path: Path) -> ParityRunner:
+    """An AOTInductor package run from Python (the C++ host runs the same .pt2), for parity checks: every
+    output (a generator's video and flows)."""
     package = torch._inductor.aoti_load_package(str(path))
     return module_runner(lambda *inputs: package(*inputs))
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
-from runtime.errors import IntegrityError, ManifestError
+from runtime.errors import ArtifactError, IntegrityError, ManifestError
 from runtime.fsutil import atomic_file, sha256_file
 
 MANIFEST_NAME = "manifest.json"
@@ -25,16 +25,23 @@ FORMAT_VERSION = 1
 KINDS = ("generator", "flow_encoder")
 ENGINES = ("onnx", "tensorrt", "torch", "openvino", "aoti")
 PRECISIONS = ("fp32", "fp16", "int8")
+FLOWS = "flows"  # the generator's second output (older artifacts lack it)
+FLOWS_DESCRIPTION = (
+    "forward flow of frame t-1 -> t as (u, v) in pixels at half the model's resolution; flow 0 (frame 0 "
+    "to itself) is trained toward 0, not forced to it"
+)
 
 
 @dataclass
 class TensorSpec:
-    """One graph input or output. `shape` uses the string "batch" for the dynamic dimension."""
+    """One graph input or output. `shape` uses the string "batch" for the dynamic dimension; `description`
+    says what the values mean where the name and range do not (units, layout)."""
 
     name: str
     shape: list[int | str]
     dtype: str
     value_range: list[float] | None = None
+    description: str | None = None
 
 
 @dataclass
@@ -100,6 +107,12 @@ class Manifest:
     def output(self, name: str) -> TensorSpec:
         return _by_name(self.outputs, name)
 
+    @property
+    def has_flows(self) -> bool:
+        """Whether a generator artifact outputs its `flows` (artifacts exported before they were part of
+        the artifact output `video` only: they run at model size but cannot guide HD rendering)."""
+        return self.kind == "generator" and any(spec.name == FLOWS for spec in self.outputs)
+
 
 def _required(f: dataclasses.Field[Any]) -> bool:
     return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
@@ -112,15 +125,34 @@ def _by_name(specs: list[TensorSpec], name: str) -> TensorSpec:
     raise KeyError(name)
 
 
+def require_flows(manifest: Manifest, where: str, asked: str = "render above model size") -> None:
+    """Raise ArtifactError if a generator artifact has no `flows` output (exported before they were part
+    of the artifact), for callers that need them (HD rendering)."""
+    if not manifest.has_flows:
+        raise ArtifactError(
+            f"{where} was exported before flows were part of the artifact; re-export it with `dtvnet export "
+            f"{manifest.source_checkpoint or 'CHECKPOINT'} --force` to {asked}."
+        )
+
+
+def flows_spec(image_size: int, frames: int, dtype: str = "float32") -> TensorSpec:
+    """The generator's second output: its per-frame flows at half resolution (DESIGN.md)."""
+    half = image_size // 2
+    return TensorSpec(FLOWS, ["batch", 2, frames, half, half], dtype, None, FLOWS_DESCRIPTION)
+
+
 def generator_io(
     image_size: int, frames: int, motion_dim: int, dtype: str = "float32"
 ) -> tuple[list[TensorSpec], list[TensorSpec]]:
-    """The generator's graph I/O (DESIGN.md): image, motion -> video, batch dynamic."""
+    """The generator's graph I/O (DESIGN.md): image, motion -> video, flows; batch dynamic."""
     inputs = [
         TensorSpec("image", ["batch", 3, image_size, image_size], dtype, [-1.0, 1.0]),
         TensorSpec("motion", ["batch", motion_dim], dtype, None),
     ]
-    outputs = [TensorSpec("video", ["batch", 3, frames, image_size, image_size], dtype, [-1.0, 1.0])]
+    outputs = [
+        TensorSpec("video", ["batch", 3, frames, image_size, image_size], dtype, [-1.0, 1.0]),
+        flows_spec(image_size, frames, dtype),
+    ]
     return inputs, outputs
 
 

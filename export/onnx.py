@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from export.graph import simplify
-from export.manifest import FLOW_ENCODER_DIR, GENERATOR_DIR, Manifest, graph_io, model_manifest
+from export.manifest import FLOW_ENCODER_DIR, FLOWS, GENERATOR_DIR, Manifest, graph_io, model_manifest
 from export.progress import Steps, steps_or_new
 from runtime.errors import ExportError
 from runtime.fsutil import atomic_dir, ensure_writable_dir, refuse_overwrite, sha256_file
@@ -43,15 +43,16 @@ STEPS_PER_ARTIFACT = 3  # export, simplify, verify
 
 
 class GeneratorGraph(nn.Module):
-    """The deployed generator: video only (flows are a training output), equalized-lr folded."""
+    """The deployed generator: video and its flows (which guide HD rendering), equalized-lr folded."""
 
     def __init__(self, generator: Generator) -> None:
         super().__init__()
         self.generator = generator.eval().fold_equalized_lr()
         self.eval()  # the legacy exporter restores the wrapper's mode onto every submodule afterwards
 
-    def forward(self, image: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
-        return self.generator(image, motion).video
+    def forward(self, image: torch.Tensor, motion: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.generator(image, motion)
+        return out.video, out.flows
 
 
 class FlowEncoderGraph(nn.Module):
@@ -68,7 +69,7 @@ class FlowEncoderGraph(nn.Module):
 
 # kind -> (wrapper, artifact folder, input names, output names)
 KINDS: dict[str, tuple[type[nn.Module], str, list[str], list[str]]] = {
-    "generator": (GeneratorGraph, GENERATOR_DIR, ["image", "motion"], ["video"]),
+    "generator": (GeneratorGraph, GENERATOR_DIR, ["image", "motion"], ["video", FLOWS]),
     "flow_encoder": (FlowEncoderGraph, FLOW_ENCODER_DIR, ["flows"], ["motion"]),
 }
 

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     import tensorrt as trt
 
     from export.progress import Steps
-    from export.verify import Runner
+    from export.verify import TensorsRunner
 
 log = logging.getLogger(__name__)
 
@@ -440,8 +440,9 @@ def _save_timing_cache(path: Path, data: bytes) -> None:
         log.warning("could not save the timing cache %s: %s", path, exc)
 
 
-def engine_runner(plan_path: str | Path) -> Runner:
-    """Run a serialized engine on the current CUDA device with torch tensors as buffers."""
+def engine_runner(plan_path: str | Path) -> TensorsRunner:
+    """Run a serialized engine on the current CUDA device with torch tensors as buffers; every output, in
+    the engine's order (the ONNX graph's: a generator's video, then flows)."""
     import tensorrt as trt
     import torch
 
@@ -461,7 +462,7 @@ def engine_runner(plan_path: str | Path) -> Runner:
     def torch_dtype(name: str) -> torch.dtype:
         return torch.from_numpy(np.empty(0, dtype=trt.nptype(engine.get_tensor_dtype(name)))).dtype
 
-    def run(arrays: Mapping[str, np.ndarray]) -> np.ndarray:
+    def run(arrays: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         buffers = {}
         for name in input_names:
             tensor = torch.from_numpy(np.ascontiguousarray(arrays[name])).to("cuda", torch_dtype(name))
@@ -479,7 +480,7 @@ def engine_runner(plan_path: str | Path) -> Runner:
                 f"TensorRT failed to run {str(plan_path)!r}: {' | '.join(errors) or 'unknown'}."
             )
         stream.synchronize()
-        return buffers[output_names[0]].float().cpu().numpy()
+        return [buffers[name].float().cpu().numpy() for name in output_names]
 
     return run
 

@@ -4,8 +4,9 @@ Usage:
     python -m export.verify ARTIFACT [--checkpoint CKPT] [--seed N] [--record] [--polygraphy]
 
 Runs the artifact and the checkpoint's PyTorch model on the same fresh random inputs at batch 1 and
-a larger batch, reports max/mean absolute error and the PSNR of the artifact's output against
-PyTorch's, and raises ParityError if the bound for the artifact's engine and precision is missed.
+a larger batch, reports max/mean absolute error and the PSNR of each of the artifact's outputs (a
+generator's `video` and `flows`) against PyTorch's, and raises ParityError if a bound for the
+artifact's engine, precision and output is missed.
 Every export calls `verify_artifact` on the artifact before it is moved into place, so an artifact
 that fails never lands, and stores the report in the manifest's `parity` field.
 
@@ -32,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from export.manifest import Manifest, resolve_artifact, verify_integrity, write_manifest
+from export.manifest import FLOWS, Manifest, resolve_artifact, verify_integrity, write_manifest
 from runtime.errors import BackendUnavailableError, CheckpointError, ExportError, ParityError
 
 if TYPE_CHECKING:
@@ -42,6 +43,8 @@ log = logging.getLogger(__name__)
 
 Runner = Callable[[Mapping[str, np.ndarray]], np.ndarray]  # inputs by name -> first output
 TensorsRunner = Callable[[Mapping[str, np.ndarray]], list[np.ndarray]]  # inputs by name -> every output
+# What parity checks run: every output in the manifest's order (a lone array: a one-output graph)
+ParityRunner = Callable[[Mapping[str, np.ndarray]], np.ndarray | Sequence[np.ndarray]]
 Inputs = Callable[["Manifest", int, np.random.Generator], dict[str, np.ndarray]]  # batch of parity inputs
 LARGER_BATCH = 4
 FLOW_STD = 2.0  # random flows, in pixels at model scale
@@ -76,12 +79,24 @@ BOUNDS: dict[tuple[str, str], Bound] = {
     # int8 is judged on realistic inputs (landscape_inputs), where the issue asks for 35 dB.
     ("onnx", "int8"): Bound(min_psnr=35.0),
 }
+# The generator's flows, in pixels at half resolution (no declared range, so PSNR is against the
+# reference flows' own range). Measured worst cases over the demo, tiny and paper models, bounds ~10x:
+# FLOW_BOUNDS_NOTE below.
+FLOW_BOUNDS: dict[tuple[str, str], Bound] = {
+    ("onnx", "fp32"): Bound(max_abs=1e-4),
+    ("tensorrt", "fp32"): Bound(max_abs=1e-3),
+    ("onnx", "fp16"): Bound(min_psnr=40.0),
+    ("tensorrt", "fp16"): Bound(min_psnr=40.0),
+    ("aoti", "fp32"): Bound(max_abs=1e-4),
+    ("onnx", "int8"): Bound(min_psnr=30.0),
+}
 
 
-def bound_for(engine: str, precision: str) -> Bound:
-    """The parity bound for an artifact, or ExportError if none is defined (pass `bound=` then)."""
+def bound_for(engine: str, precision: str, output: str | None = None) -> Bound:
+    """The parity bound for an artifact's output (`flows` has its own; any other output, `video` or a flow
+    encoder's `motion`, the artifact's), or ExportError if none is defined (pass `bound=` then)."""
     try:
-        return BOUNDS[(engine, precision)]
+        return (FLOW_BOUNDS if output == FLOWS else BOUNDS)[(engine, precision)]
     except KeyError:
         raise ExportError(
             f"No parity bound is defined for {precision} {engine} artifacts; add one to "
@@ -153,54 +168,90 @@ def parity_batches(profile: Mapping[str, int] | None, larger: int = LARGER_BATCH
     return (lo,) if big == lo else (lo, big)
 
 
-def peak_to_peak(manifest: Manifest, reference: np.ndarray) -> float:
+def peak_to_peak(manifest: Manifest, reference: np.ndarray, output: str | None = None) -> float:
     """The output's declared value range (2 for video in [-1, 1]), else the reference's own range."""
-    spec = manifest.outputs[0]
+    spec = manifest.output(output) if output else manifest.outputs[0]
     if spec.value_range is not None:
         return float(spec.value_range[1] - spec.value_range[0])
     return float(reference.max() - reference.min()) or 1.0
 
 
+def named_outputs(
+    manifest: Manifest, result: np.ndarray | Sequence[np.ndarray], label: str
+) -> dict[str, Any]:
+    """A runner's outputs by the manifest's names; ParityError if it gave another number of them."""
+    arrays = [result] if isinstance(result, np.ndarray) else list(result)
+    names = [spec.name for spec in manifest.outputs]
+    if len(arrays) != len(names):
+        raise ParityError(
+            f"{label} gave {len(arrays)} output(s) but the manifest declares {', '.join(names)}; re-export "
+            "the artifact."
+        )
+    return dict(zip(names, arrays, strict=True))
+
+
 def check_parity(
     manifest: Manifest,
-    runner: Runner,
-    reference: Runner,
+    runner: ParityRunner,
+    reference: ParityRunner,
     *,
     batches: Sequence[int],
     seed: int,
-    bound: Bound,
+    bounds: Mapping[str, Bound],
     label: str,
     inputs: Inputs = random_inputs,
 ) -> dict[str, Any]:
-    """Compare `runner` with `reference` at each batch size; the report says whether `bound` held.
+    """Compare `runner` with `reference` at each batch size, output by output; the report (the first
+    output's metrics at the top, the others' under `outputs`) says whether each output's bound held.
 
     Sample 0 of every batch is the same, so the report also shows whether a sample's output depends
     on the rest of its batch (`batch_consistency_max_abs`, informational).
     """
     rng = np.random.default_rng(seed)
     largest = inputs(manifest, max(batches), rng)
-    cases, first_sample = [], None
+    names = [spec.name for spec in manifest.outputs]
+    cases: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    first_sample: dict[str, np.ndarray] = {}
     for batch in batches:
         inputs = {name: array[:batch] for name, array in largest.items()}
-        expected = reference(inputs)
-        actual = runner(inputs)
-        metrics = compare(actual, expected, peak_to_peak(manifest, expected))
-        cases.append({"batch": batch, **metrics})
-        first_sample = actual[:1] if first_sample is None else first_sample
-        if batch != batches[0]:
-            cases[-1]["batch_consistency_max_abs"] = float(np.abs(actual[:1] - first_sample).max())
+        expected = named_outputs(manifest, reference(inputs), "PyTorch")
+        actual = named_outputs(manifest, runner(inputs), label)
+        for name in names:
+            metrics = compare(actual[name], expected[name], peak_to_peak(manifest, expected[name], name))
+            cases[name].append({"batch": batch, **metrics})
+            first = first_sample.setdefault(name, actual[name][:1])
+            if batch != batches[0]:
+                cases[name][-1]["batch_consistency_max_abs"] = float(np.abs(actual[name][:1] - first).max())
+    checks = {name: _summarize(cases[name], bounds[name]) for name in names}
+    failures = [
+        f if name == names[0] else f"{name}: {f}" for name, c in checks.items() for f in c["failures"]
+    ]
+    main = checks.pop(names[0])
+    return {
+        "runner": label,
+        **{k: v for k, v in main.items() if k != "failures"},
+        **({"outputs": {name: _without(c, "failures") for name, c in checks.items()}} if checks else {}),
+        "passed": not failures,
+        "failures": failures,
+    }
+
+
+def _summarize(cases: list[dict[str, Any]], bound: Bound) -> dict[str, Any]:
+    """One output's cases, their worst metrics and the bound's verdict."""
     failures = [f"{f} at batch {c['batch']}" for c in cases for f in bound.failures(c)]
     psnrs = [c["psnr_db"] for c in cases if c["psnr_db"] is not None]
     return {
-        "runner": label,
         "bound": {k: v for k, v in asdict(bound).items() if v is not None},
         "max_abs": max(c["max_abs"] for c in cases),
         "mean_abs": float(np.mean([c["mean_abs"] for c in cases])),
         "psnr_db": min(psnrs) if psnrs else None,
         "cases": cases,
-        "passed": not failures,
         "failures": failures,
     }
+
+
+def _without(mapping: Mapping[str, Any], key: str) -> dict[str, Any]:
+    return {k: v for k, v in mapping.items() if k != key}
 
 
 def first_output(run: TensorsRunner) -> Runner:
@@ -208,7 +259,7 @@ def first_output(run: TensorsRunner) -> Runner:
 
 
 def onnxruntime_outputs(model: str | Path | bytes, threads: int = 0) -> TensorsRunner:
-    """ONNX Runtime on CPU, every output; `model` is a path or serialized bytes."""
+    """ONNX Runtime on CPU, every output in the graph's order; `model` is a path or serialized bytes."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -249,18 +300,20 @@ def openvino_runner(model: str | Path | bytes, precision: str = "f32") -> Runner
     return first_output(openvino_outputs(model, precision))
 
 
-def module_runner(module: Any) -> Runner:
-    """A PyTorch module (float32, CPU, eval mode) as a Runner; inputs are passed in manifest order."""
+def module_runner(module: Any) -> ParityRunner:
+    """A PyTorch module (float32, CPU, eval mode) as a runner of every output (a tuple's in order); inputs
+    are passed in manifest order."""
     import torch
 
-    def run(inputs: Mapping[str, np.ndarray]) -> np.ndarray:
+    def run(inputs: Mapping[str, np.ndarray]) -> np.ndarray | list[np.ndarray]:
         with torch.no_grad():
-            return module(*(torch.from_numpy(np.ascontiguousarray(a)) for a in inputs.values())).numpy()
+            out = module(*(torch.from_numpy(np.ascontiguousarray(a)) for a in inputs.values()))
+        return [t.numpy() for t in out] if isinstance(out, tuple | list) else out.numpy()
 
     return run
 
 
-def torch_reference(checkpoint: str | Path, kind: str, expect_sha256: str | None = None) -> Runner:
+def torch_reference(checkpoint: str | Path, kind: str, expect_sha256: str | None = None) -> ParityRunner:
     """The checkpoint's PyTorch module for `kind`, exactly as exported (float32, CPU, eval mode)."""
     from export.onnx import reference_module
     from training import checkpoint as ckpt_io
@@ -275,25 +328,27 @@ def torch_reference(checkpoint: str | Path, kind: str, expect_sha256: str | None
     return module_runner(reference_module(source, kind))
 
 
-def artifact_runners(manifest: Manifest, model_path: Path) -> dict[str, Runner]:
+def artifact_runners(manifest: Manifest, model_path: Path) -> dict[str, ParityRunner]:
     """The runners an artifact is checked with, by label; fp16 ONNX also gets the stricter simulation."""
     if manifest.engine == "onnx":
         import onnxruntime as ort
 
-        runners = {f"onnxruntime {ort.__version__} CPUExecutionProvider": onnxruntime_runner(model_path)}
+        runners: dict[str, ParityRunner] = {
+            f"onnxruntime {ort.__version__} CPUExecutionProvider": onnxruntime_outputs(model_path)
+        }
         if manifest.precision == "int8" and importlib.util.find_spec("openvino") is not None:
             from runtime.backends.openvino import inference_precision
 
             precision = inference_precision(manifest)
             label = f"openvino {_version('openvino')} CPU ({precision} outside int8 layers)"
-            runners[label] = openvino_runner(model_path, precision)
+            runners[label] = openvino_outputs(model_path, precision)
         if manifest.precision == "fp16":
             import onnx
 
             from export.fp16 import simulate_fp16_activations
 
             simulated = simulate_fp16_activations(onnx.load(str(model_path)))
-            runners["simulated_fp16_activations"] = onnxruntime_runner(simulated.SerializeToString())
+            runners["simulated_fp16_activations"] = onnxruntime_outputs(simulated.SerializeToString())
         return runners
     if manifest.engine == "tensorrt":
         from export.trt import check_engine, engine_runner, probe_tensorrt
@@ -313,8 +368,8 @@ def verify_artifact(
     artifact: str | Path,
     checkpoint: str | Path | None = None,
     *,
-    reference: Runner | None = None,
-    runners: Mapping[str, Runner] | None = None,
+    reference: ParityRunner | None = None,
+    runners: Mapping[str, ParityRunner] | None = None,
     batches: Sequence[int] | None = None,
     seed: int | None = None,
     bound: Bound | None = None,
@@ -325,7 +380,8 @@ def verify_artifact(
     """Check an artifact folder against PyTorch; returns the report, raises ParityError on a miss.
 
     `checkpoint` defaults to the manifest's source checkpoint; `reference` / `runners` replace the
-    PyTorch model / the artifact's runners (an export passes the model it already holds); `inputs`
+    PyTorch model / the artifact's runners (an export passes the model it already holds), which give every
+    output in the manifest's order; `bound` replaces the first output's bound (`flows` keep theirs); `inputs`
     makes the parity inputs (default: `default_inputs` of the artifact). With
     `record` the report is written into the manifest's `parity` field, pass or fail. `failure_hint`
     ends the ParityError sentence (what happens now, what to do).
@@ -340,20 +396,28 @@ def verify_artifact(
             )
         reference = torch_reference(source, manifest.kind, expect_sha256=manifest.source_sha256)
     runners = runners if runners is not None else artifact_runners(manifest, model_path)
-    bound = bound or bound_for(manifest.engine, manifest.precision)
+    bounds = {
+        spec.name: bound_for(manifest.engine, manifest.precision, spec.name) for spec in manifest.outputs
+    }
+    if bound is not None:
+        bounds[manifest.outputs[0].name] = bound
     seed = secrets.randbits(32) if seed is None else seed
     batches = tuple(batches or default_batches(manifest))
     inputs = inputs or default_inputs(manifest)
     checks = [
         check_parity(
-            manifest, run, reference, batches=batches, seed=seed, bound=bound, label=label, inputs=inputs
+            manifest, run, reference, batches=batches, seed=seed, bounds=bounds, label=label, inputs=inputs
         )
         for label, run in runners.items()
     ]
     main = checks[0]
     report: dict[str, Any] = {
         "reference": f"pytorch {_version('torch')} float32 CPU",
-        **{k: main[k] for k in ("runner", "bound", "max_abs", "mean_abs", "psnr_db", "cases")},
+        **{
+            k: main[k]
+            for k in ("runner", "bound", "max_abs", "mean_abs", "psnr_db", "cases", "outputs")
+            if k in main
+        },
         "seed": seed,
         "inputs": inputs.__name__,
         "batches": list(batches),
@@ -385,7 +449,7 @@ def verify_artifact(
 def write_verified(
     folder: Path,
     manifest: Manifest,
-    reference: Runner,
+    reference: ParityRunner,
     steps: Steps,
     timings: dict[str, float],
     label: str,
@@ -428,11 +492,13 @@ def summary(report: Mapping[str, Any]) -> str:
     lines = []
     checks = {report["runner"]: report, **report.get("extra_checks", {})}
     for label, check in checks.items():
-        psnr = "inf" if check["psnr_db"] is None else f"{check['psnr_db']:.2f}"
-        lines.append(
-            f"{label}: max abs {check['max_abs']:.3g}, mean abs {check['mean_abs']:.3g}, PSNR {psnr} dB "
-            f"(bound {check['bound']}) -> {'ok' if check['passed'] else 'FAILED'}"
-        )
+        verdict = "ok" if check["passed"] else "FAILED"
+        for name, metrics in {"": check, **check.get("outputs", {})}.items():
+            psnr = "inf" if metrics["psnr_db"] is None else f"{metrics['psnr_db']:.2f}"
+            lines.append(
+                f"{label}{f' {name}' if name else ''}: max abs {metrics['max_abs']:.3g}, mean abs "
+                f"{metrics['mean_abs']:.3g}, PSNR {psnr} dB (bound {metrics['bound']}) -> {verdict}"
+            )
     return "\n".join(lines)
 
 

@@ -42,11 +42,22 @@ def test_generator_artifact_matches_pytorch_at_several_batches(tiny_export):
     for batch in (1, 5):
         image = rng.uniform(-1, 1, (batch, 3, 32, 32)).astype(np.float32)
         motion = rng.standard_normal((batch, 32)).astype(np.float32)
-        (video,) = session.run(None, {"image": image, "motion": motion})
+        video, flows = session.run(None, {"image": image, "motion": motion})
         with torch.no_grad():
-            expected = generator(torch.from_numpy(image), torch.from_numpy(motion)).video.numpy()
-        assert video.shape == (batch, 3, 8, 32, 32)
-        assert np.abs(video - expected).max() < 1e-4
+            expected = generator(torch.from_numpy(image), torch.from_numpy(motion))
+        assert video.shape == (batch, 3, 8, 32, 32) and flows.shape == (batch, 2, 8, 16, 16)
+        assert np.abs(video - expected.video.numpy()).max() < 1e-4
+        assert np.abs(flows - expected.flows.numpy()).max() < 1e-4
+
+
+def test_generator_artifact_lists_its_flows(tiny_export):
+    _, out = tiny_export
+    manifest, _ = resolve_artifact(out / "onnx-fp32")
+    assert [spec.name for spec in manifest.outputs] == ["video", "flows"] and manifest.has_flows
+    flows = manifest.output("flows")
+    assert flows.shape == ["batch", 2, 8, 16, 16] and flows.dtype == "float32" and flows.value_range is None
+    assert "t-1 -> t" in flows.description and "half" in flows.description
+    assert manifest.parity["outputs"]["flows"]["max_abs"] < 1e-4 and manifest.parity["passed"]
 
 
 def test_export_is_simplified_and_records_its_parity(tiny_export):
@@ -57,6 +68,7 @@ def test_export_is_simplified_and_records_its_parity(tiny_export):
     assert simplify["nodes_after"] == node_count(graph) < simplify["nodes_before"]
     assert "BatchNormalization" not in {n.op_type for n in graph.graph.node}  # folded into the convs
     assert dynamic_dims(graph)["video"] == ["batch", 3, 8, 32, 32]
+    assert dynamic_dims(graph)["flows"] == ["batch", 2, 8, 16, 16]
     parity = manifest.parity
     assert parity["passed"] and parity["batches"] == [1, 4] and parity["seed"] == 0
     assert parity["max_abs"] < 1e-4 and parity["bound"] == {"max_abs": 1e-4}

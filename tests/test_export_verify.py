@@ -92,6 +92,30 @@ def test_a_failed_check_never_lands(realistic_tiny: Path, tmp_path: Path, monkey
     assert list(tmp_path.iterdir()) == []  # neither the artifact nor its temporary folder
 
 
+def test_flows_are_checked_like_the_video(tiny_exports: Path):
+    artifact = tiny_exports / "onnx-fp32"
+    report = read_manifest(artifact / "manifest.json").parity
+    flows = report["outputs"]["flows"]
+    assert flows["bound"] == {"max_abs": 1e-4} and flows["max_abs"] < 1e-4 and len(flows["cases"]) == 2
+    assert all(case["batch_consistency_max_abs"] < 1e-5 for case in flows["cases"][1:])
+    assert bound_for("onnx", "int8", "flows") != bound_for("onnx", "int8")  # flows have their own bounds
+    assert all(key in verify.FLOW_BOUNDS for key in verify.BOUNDS)  # every engine/precision bounds both
+    run = verify.onnxruntime_outputs(artifact / "model.onnx")
+
+    def moved_flows(inputs):
+        video, flows = run(inputs)
+        return [video, flows + 0.01]  # a video within its bound, flows a hundredth of a pixel off
+
+    with pytest.raises(ParityError, match=r"flows: max abs error 0.01 exceeds 0.0001 at batch 1"):
+        verify_artifact(artifact, runners={"moved": moved_flows}, seed=1)
+    with pytest.raises(
+        ParityError, match=r"video only gave 1 output\(s\) but the manifest declares video, flows"
+    ):
+        verify_artifact(artifact, runners={"video only": lambda inputs: run(inputs)[0]}, seed=1)
+    lines = verify.summary(verify_artifact(artifact, seed=1)).splitlines()
+    assert len(lines) == 2 and lines[1].startswith("onnxruntime") and " flows: max abs " in lines[1]
+
+
 def test_polygraphy_command_and_missing_tool(tiny_exports: Path, monkeypatch):
     manifest, model = resolve_artifact(tiny_exports / "onnx-fp16")
     command = polygraphy_command(manifest, model, {"min": 1, "opt": 2, "max": 4})

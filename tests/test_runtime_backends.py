@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
+import json
 import types
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from export.manifest import Manifest, generator_io
+from export.manifest import Manifest, generator_io, require_flows
 from runtime.backends import (
     check_graph_io,
     check_manifest_shapes,
@@ -49,6 +51,11 @@ def manifest(engine: str = "onnx", model_file: str = "model.onnx", **changes) ->
         source_checkpoint="runs/tiny",
     )
     return dataclasses.replace(base, **changes)
+
+
+def without_flows(m: Manifest) -> Manifest:
+    """The manifest of an artifact exported before flows were part of it."""
+    return dataclasses.replace(m, outputs=m.outputs[:1])
 
 
 ENGINE_INFO = {"version": "10.13.0.35", "gpu": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0"}
@@ -102,14 +109,21 @@ def test_devices_and_execution_providers():
 def test_graph_io_must_match_the_manifest():
     m = manifest()
     good_in = [("image", ["batch", 3, 32, 32], "float32"), ("motion", [None, 16], "float32")]
-    good_out = [("video", [-1, 3, 8, 32, 32], "float32")]
+    good_out = [("video", [-1, 3, 8, 32, 32], "float32"), ("flows", [-1, 2, 8, 16, 16], "float32")]
     check_graph_io(m, good_in, good_out, "model")
+    with pytest.raises(
+        ManifestError, match=r"has outputs \['video'\] but its manifest declares \['video', 'flows'\]"
+    ):
+        check_graph_io(m, good_in, good_out[:1], "model")
+    check_graph_io(without_flows(m), good_in, good_out[:1], "model")  # exported before flows: as it was
+    with pytest.raises(ManifestError, match=r"output 'flows' of shape \[-1, 2, 8, 32, 32\]"):
+        check_graph_io(m, good_in, [good_out[0], ("flows", [-1, 2, 8, 32, 32], "float32")], "model")
     with pytest.raises(ManifestError, match=r"has inputs \['image'\] but its manifest declares"):
         check_graph_io(m, good_in[:1], good_out, "model")
     with pytest.raises(ManifestError, match=r"input 'motion' of shape \[None, 12\]"):
         check_graph_io(m, [good_in[0], ("motion", [None, 12], "float32")], good_out, "model")
     with pytest.raises(ManifestError, match="output 'video' of type float16"):
-        check_graph_io(m, good_in, [("video", [-1, 3, 8, 32, 32], "float16")], "model")
+        check_graph_io(m, good_in, [("video", [-1, 3, 8, 32, 32], "float16"), good_out[1]], "model")
     with pytest.raises(
         ManifestError, match=r"of shape \[4, 3, 32, 32\]"
     ):  # a static batch is not the contract
@@ -118,9 +132,34 @@ def test_graph_io_must_match_the_manifest():
 
 def test_manifest_shapes_must_agree_with_its_sizes():
     check_manifest_shapes(manifest(), "m")
-    inputs, _ = generator_io(32, 8, 24)
+    check_manifest_shapes(without_flows(manifest()), "m")  # an artifact exported before flows
+    inputs, outputs = generator_io(32, 8, 24)
     with pytest.raises(ManifestError, match="declares tensors"):
         check_manifest_shapes(manifest(inputs=inputs), "m")
+    full_size_flows = dataclasses.replace(outputs[1], shape=["batch", 2, 8, 32, 32])
+    with pytest.raises(ManifestError, match=r"'flows': \['batch', 2, 8, 32, 32\]"):
+        check_manifest_shapes(manifest(outputs=[outputs[0], full_size_flows]), "m")
+
+
+def test_flows_are_declared_with_their_meaning_and_asked_for_by_name():
+    m = manifest()
+    flows = m.output("flows")
+    assert m.has_flows and flows.shape == ["batch", 2, 8, 16, 16] and flows.value_range is None
+    assert "pixels at half" in flows.description and "t-1 -> t" in flows.description
+    require_flows(m, "'a'")
+    old = without_flows(m)
+    assert not old.has_flows
+    with pytest.raises(ArtifactError) as err:
+        require_flows(old, "'exports/tiny/onnx-fp32'")
+    assert str(err.value) == (
+        "'exports/tiny/onnx-fp32' was exported before flows were part of the artifact; re-export it with "
+        "`dtvnet export runs/tiny --force` to render above model size."
+    )
+    # read back from JSON, an old manifest (no flows, no descriptions) is still a manifest
+    old_json = json.loads(old.to_json())
+    for spec in old_json["inputs"] + old_json["outputs"]:
+        del spec["description"]
+    assert Manifest.from_dict(old_json) == old
 
 
 def test_engine_compatibility():
@@ -165,15 +204,23 @@ def engine_tensors(high: int = 8, dtype: str = "float32") -> list[EngineTensor]:
         ),
         EngineTensor("motion", True, dtype, (-1, 16), ((1, 16), (4, 16), (high, 16))),
         EngineTensor("video", False, dtype, (-1, 3, 8, 32, 32)),
+        EngineTensor("flows", False, dtype, (-1, 2, 8, 16, 16)),
     ]
 
 
 def test_binding_plan_reads_the_batch_range_and_shapes():
     plan = plan_bindings(manifest("tensorrt", "model.plan"), engine_tensors(), "'e'")
     assert (plan.min_batch, plan.opt_batch, plan.max_batch) == (1, 4, 8)
-    assert plan.inputs == ("image", "motion") and plan.outputs == ("video",)
-    assert plan.dtypes["video"] == np.float32
-    assert plan.shapes(3) == {"image": (3, 3, 32, 32), "motion": (3, 16), "video": (3, 3, 8, 32, 32)}
+    assert plan.inputs == ("image", "motion") and plan.outputs == ("video", "flows")
+    assert plan.dtypes["video"] == plan.dtypes["flows"] == np.float32
+    assert plan.shapes(3) == {
+        "image": (3, 3, 32, 32),
+        "motion": (3, 16),
+        "video": (3, 3, 8, 32, 32),
+        "flows": (3, 2, 8, 16, 16),
+    }
+    old = plan_bindings(without_flows(manifest("tensorrt", "model.plan")), engine_tensors()[:3], "'e'")
+    assert old.outputs == ("video",)  # an engine built before flows were part of the artifact
     with pytest.raises(ArtifactError, match="takes batches of 1 to 8, not 9; use batch_size <= 8"):
         plan.shapes(9)
     mixed = engine_tensors()
@@ -214,3 +261,79 @@ def test_tensorrt_backend_without_tensorrt(tmp_path: Path):
         open_backend(
             "tensorrt", manifest("tensorrt", "model.plan", tensorrt=ENGINE_INFO), tmp_path / "m.plan"
         )
+
+
+def strip_flows(artifact: Path, out: Path) -> Path:
+    """A copy of a generator artifact as it was exported before flows were part of it: video only."""
+    import onnx
+
+    from export.manifest import resolve_artifact, write_manifest
+    from runtime.fsutil import sha256_file
+
+    manifest, model_path = resolve_artifact(artifact)
+    model = onnx.load(str(model_path))
+    graph = model.graph
+    graph.output.remove(next(o for o in graph.output if o.name == "flows"))
+    while dead := [
+        n
+        for n in graph.node
+        if not set(n.output) & ({i for m in graph.node for i in m.input} | {o.name for o in graph.output})
+    ]:
+        for node in dead:
+            graph.node.remove(node)
+    out.mkdir()
+    onnx.save(model, str(out / model_path.name))
+    old = dataclasses.replace(without_flows(manifest), model_sha256=sha256_file(out / model_path.name))
+    write_manifest(out, old)
+    return out
+
+
+def generator_feeds(batch: int = 2) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(3)
+    image = rng.uniform(-1, 1, (batch, 3, 32, 32)).astype(np.float32)
+    return {"image": image, "motion": rng.standard_normal((batch, 32)).astype(np.float32)}
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino", "torch"])
+def test_every_backend_returns_the_flows(tiny_artifacts, backend: str):
+    import torch
+
+    from export.onnx import GeneratorGraph
+    from runtime.backends import load_checked, open_artifact
+    from training import checkpoint as ckpt_io
+
+    if backend == "openvino":
+        pytest.importorskip("openvino")
+    checkpoint, generator, _ = tiny_artifacts
+    m, model_path = open_artifact(checkpoint if backend == "torch" else generator)
+    assert m.has_flows
+    loaded = load_checked(m, model_path, "generator", backend, "cpu")
+    feeds = generator_feeds()
+    out = loaded.run(feeds)
+    assert set(out) == {"video", "flows"}
+    assert out["video"].shape == (2, 3, 8, 32, 32) and out["flows"].shape == (2, 2, 8, 16, 16)
+    reference = GeneratorGraph(ckpt_io.load(checkpoint, components=["generator"]).generator())
+    with torch.no_grad():
+        video, flows = reference(*(torch.from_numpy(feeds[n]) for n in ("image", "motion")))
+    assert np.abs(out["flows"] - flows.numpy()).max() < 1e-3 * max(1.0, float(flows.abs().max()))
+    assert np.abs(out["video"] - video.numpy()).max() < 1e-3
+    loaded.close()
+
+
+def test_an_artifact_exported_before_flows_still_runs_at_model_size(tiny_artifacts, tmp_path: Path):
+    from runtime.backends import load_checked, open_artifact
+    from runtime.generator import Generator
+
+    _, generator, _ = tiny_artifacts
+    old_folder = strip_flows(generator, tmp_path / "onnx-fp32")
+    old, old_path = open_artifact(old_folder)
+    assert not old.has_flows and [spec.name for spec in old.outputs] == ["video"]
+    feeds = generator_feeds()
+    new_video = load_checked(*open_artifact(generator), "generator", "onnxruntime").run(feeds)["video"]
+    backends = ["onnxruntime", *(["openvino"] if importlib.util.find_spec("openvino") else [])]
+    for backend in backends:
+        out = load_checked(old, old_path, "generator", backend).run(feeds)
+        assert list(out) == ["video"]
+        np.testing.assert_allclose(out["video"], new_video, atol=1e-4)
+    frames = list(Generator(old_folder).run(feeds["image"][0].transpose(1, 2, 0) * 127.5 + 127.5, seed=0))
+    assert len(frames) == 8 and frames[0].shape == (32, 32, 3)

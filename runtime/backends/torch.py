@@ -73,13 +73,17 @@ class TorchBackend:
             module = FlowEncoderGraph(checkpoint.flow_encoder())
         self.module = module.to(self.torch_device).eval()
         self.input_names = [spec.name for spec in manifest.inputs]
-        self.output_name = manifest.outputs[0].name
+        self.output_names = [spec.name for spec in manifest.outputs]
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The manifest's outputs by name: a generator's `video` and `flows`, a flow encoder's `motion`."""
         args = [torch.from_numpy(np.ascontiguousarray(feeds[n], np.float32)) for n in self.input_names]
         with torch.inference_mode():
             out = self.module(*(a.to(self.torch_device) for a in args))
-        return {self.output_name: out.float().cpu().numpy()}
+        outputs = out if isinstance(out, tuple) else (out,)
+        return {
+            name: value.float().cpu().numpy() for name, value in zip(self.output_names, outputs, strict=True)
+        }
 
     def close(self) -> None:
         self.__dict__.pop("module", None)
