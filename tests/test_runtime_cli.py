@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 import sys
+import time
 import types
 from pathlib import Path
 
@@ -263,3 +265,46 @@ def test_demo_refuses_a_folder_that_is_not_a_checkpoint(tmp_path: Path, capsys, 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     assert dtvnet("demo", "--checkpoint", tmp_path, "--out", tmp_path / "demo") == 2
     assert "is not a dtvnet checkpoint folder" in capsys.readouterr().err
+
+
+def test_generate_crf_sets_the_video_quality(tiny_artifacts, photo: Path, tmp_path: Path, capsys):
+    artifact = tiny_artifacts[1]
+    sizes = {}
+    for crf in (5, 45):
+        out = tmp_path / f"crf{crf}.webm"
+        assert dtvnet("generate", photo, "--artifact", artifact, "--out", out, "--seed", 1, "--crf", crf) == 0
+        assert len(read_mp4(out)) == 8
+        sizes[crf] = out.stat().st_size
+    assert sizes[5] > sizes[45]
+    capsys.readouterr()
+    assert dtvnet("generate", photo, "--artifact", artifact, "--out", tmp_path / "o.mp4", "--crf", 52) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "error: --crf 52 is outside the mp4 encoder's range; give 0 (best) to 51 (smallest)."
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def test_ctrl_c_keeps_a_playable_partial_video_that_a_complete_run_replaces(
+    tiny_artifacts, photo: Path, tmp_path: Path
+):
+    """Issue 24: a long render stopped by Ctrl-C keeps the frames made so far, finalized, under a name
+    that says it is partial; the next complete run replaces it."""
+    script = str(Path(sys.executable).with_name("dtvnet"))
+    out = tmp_path / "long.mp4"
+    args = [script, "generate", str(photo), "--artifact", str(tiny_artifacts[1]), "--out", str(out)]
+    render = subprocess.Popen([*args, "--clips", "100000"], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not any(p.stat().st_size for p in tmp_path.glob(".long.mp4.tmp-*")):  # frames are going in
+        assert render.poll() is None and time.monotonic() < deadline, render.communicate()
+        time.sleep(0.1)
+    render.send_signal(signal.SIGINT)
+    _, stderr = render.communicate(timeout=60)
+    assert render.returncode == 130, stderr
+    partial = tmp_path / "long.partial.mp4"
+    said = [line for line in stderr.splitlines() if line.startswith("stopped: ")]
+    assert said and said[0].endswith(f"so far are in {partial} (a complete run replaces it)"), stderr
+    frames = int(said[0].split()[2])
+    assert frames > 0 and len(read_mp4(partial)) == frames
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["long.partial.mp4"]  # no temporary left
+    done = subprocess.run([*args, "--clips", "2"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["long.mp4"] and len(read_mp4(out)) == 15
