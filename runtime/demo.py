@@ -27,9 +27,9 @@ from export.manifest import resolve_artifact, verify_integrity
 from runtime.backends import CHECKPOINT_CONFIG, is_checkpoint
 from runtime.errors import CheckpointError, DTVNetError
 from runtime.fsutil import atomic_file, ensure_writable_dir, sha256_file, user_cache_dir
-from runtime.generate import frame_count, write_stream
+from runtime.generate import add_crf_argument, frame_count, write_stream
 from runtime.generator import Generator
-from runtime.writers import write_frames
+from runtime.writers import check_crf, write_frames
 
 log = logging.getLogger(__name__)
 
@@ -115,9 +115,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--clips", type=int, default=4, help="chained clips (default 4)")
     parser.add_argument("--fps", type=float, default=25.0)
+    add_crf_argument(parser)
     args = parser.parse_args(argv)
     if args.clips < 1:
         parser.error("--clips must be at least 1")
+    check_crf(args.crf)
     start = time.perf_counter()
     out = ensure_writable_dir(args.out)
     artifact = demo_artifact(args.checkpoint or default_checkpoint())
@@ -135,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             write_frames(iter(scene), motion, args.fps)
         frames = gen.stream(scene[0], clips=args.clips, motion=motion, seed=args.seed)
         written = write_stream(
-            frames, video, args.fps, frame_count(gen.frames, args.clips), sheet, gen.frames
+            frames, video, args.fps, frame_count(gen.frames, args.clips), sheet, gen.frames, args.crf
         )
         source = f"the motion of {motion}/" if motion else f"motion seed {gen.last_seed}"
         print(f"wrote {video} ({written} frames at {gen.image_size}x{gen.image_size}, {source})")
