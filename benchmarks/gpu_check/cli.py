@@ -66,11 +66,11 @@ def _system(name: str) -> Callable[[Section, bool], None]:
 # Time boxes: full 470 s in all (< 8 min), quick 115 s (< 2 min), start-up and the checkpoint aside.
 STEPS: tuple[Step, ...] = (
     Step("environment", "1. Environment", 20, 5, _system("environment")),
-    Step("generator", "2. Paper generator on CUDA (PyTorch)", 220, 40, _generator),
+    Step("generator", "2. Paper generator on CUDA (PyTorch)", 220, 35, _generator),
     Step("runtime", "3. runtime.Generator on CUDA: parity with the CPU, end to end", 60, 20, _runtime),
-    Step("training", "4. Training: AMP on CUDA, resume; torchrun with NCCL", 100, 35, _training),
+    Step("training", "4. Training: AMP on CUDA, resume; torchrun with NCCL", 100, 30, _training),
     Step("tensorrt", "5. TensorRT", 40, 5, _system("tensorrt")),
-    Step("tests", "6. pytest -m gpu", 30, 10, _system("gpu_tests")),
+    Step("tests", "6. pytest -m gpu", 30, 20, _system("gpu_tests")),
 )
 KEYS = tuple(step.key for step in STEPS)
 

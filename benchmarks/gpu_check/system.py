@@ -141,6 +141,9 @@ def tensorrt(section: Section, quick: bool) -> None:
 
 def gpu_tests(section: Section, quick: bool) -> None:
     """`pytest -m gpu -x -q` from the repository root; its summary line and exit status."""
+    import torch
+
+    torch.cuda.empty_cache()  # the tests get the GPU memory this process holds but no longer uses
     command = [sys.executable, *PYTEST_COMMAND]
     done = subprocess.run(
         command, cwd=ROOT, capture_output=True, text=True, timeout=max(10.0, section.left() - 3)

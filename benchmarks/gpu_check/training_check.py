@@ -24,7 +24,7 @@ from typing import Any
 from benchmarks.gpu_check.sections import Section
 
 PRESET = "paper"
-STEPS, QUICK_STEPS = 20, 6
+STEPS, QUICK_STEPS = 20, 4
 CLIPS, QUICK_CLIPS = 8, 4
 BATCH = 4
 TORCHRUN_STEPS, TORCHRUN_BATCH = 2, 2
