@@ -1,10 +1,13 @@
 """The C++ host (cpp/): built with CMake here, run on a tiny checkpoint's artifacts and compared with
-the Python pipeline for the same image and seed, step by step and end to end."""
+the Python pipeline for the same image and seed, step by step and end to end; installed and run from
+its install prefix. DTVNET_TEST_CPP_BUILD=DIR builds in DIR (kept, so a rerun rebuilds only what changed)
+instead of a fresh temporary folder."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -50,7 +53,8 @@ def cmake_build(source: Path, build: Path, *options: str) -> None:
 
 @pytest.fixture(scope="module")
 def build(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("cpp-build")
+    kept = os.environ.get("DTVNET_TEST_CPP_BUILD")
+    folder = Path(kept) if kept else tmp_path_factory.mktemp("cpp-build")
     cmake_build(CPP, folder, f"-DDTVNET_PYTHON={sys.executable}")
     return folder
 
@@ -274,6 +278,8 @@ def _truncate(path: Path) -> None:
         ("truncated png", "truncated or corrupt"),
         ("truncated jpeg", "truncated or corrupt"),
         ("bad seed", "--seed must be an integer"),
+        ("model outside", "gives model_file as '../outside.pt2', outside the artifact folder"),
+        ("symlink out", "gives model_file as 'model.pt2', which resolves (symlinks followed) to"),
     ],
 )
 def test_user_errors_exit_with_a_message(build, artifacts, damaged, tmp_path, case, message):
@@ -302,6 +308,12 @@ def test_user_errors_exit_with_a_message(build, artifacts, damaged, tmp_path, ca
         _truncate(image)
     elif case == "bad seed":
         seed = "-1"
+    elif case == "model outside":
+        shutil.copyfile(damaged / "model.pt2", tmp_path / "outside.pt2")
+        _edit_manifest(damaged, lambda m: m.update(model_file="../outside.pt2"))
+    elif case == "symlink out":
+        (damaged / "model.pt2").rename(tmp_path / "outside.pt2")
+        (damaged / "model.pt2").symlink_to(tmp_path / "outside.pt2")
     cmd = [build / "dtvnet_generate", "--artifact", artifact, "--image", image, "--out", tmp_path / "out"]
     proc = subprocess.run([str(c) for c in [*cmd, "--seed", seed]], capture_output=True, text=True)
     assert proc.returncode == EXIT_USER_ERROR, proc.stderr
@@ -309,12 +321,41 @@ def test_user_errors_exit_with_a_message(build, artifacts, damaged, tmp_path, ca
     assert not (tmp_path / "out").exists()
 
 
-def test_linking_from_another_cmake_project(build, artifacts, tmp_path):
+@pytest.mark.parametrize(("value", "ok"), [(1e30, False), (-1000.5, False), (1000.0, True), (0.5, True)])
+def test_motion_beyond_the_bound_is_refused(build, artifacts, value, ok):
+    cmd = [str(build / "dtvnet_probe"), "motion", str(artifacts["aoti"]), repr(value)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if ok:
+        assert proc.returncode == 0 and proc.stdout.split() == ["frames", "8"], proc.stderr
+    else:
+        assert proc.returncode == EXIT_USER_ERROR and "beyond the 1000 this model accepts" in proc.stderr
+
+
+def runpath(binary: Path) -> list[str]:
+    """The RUNPATH (or RPATH) entries of an ELF file, as `readelf -d` shows them."""
+    dynamic = run(["readelf", "-d", binary]).stdout
+    found = re.findall(r"\((?:RUNPATH|RPATH)\)\s+Library r(?:un)?path: \[(.*)\]", dynamic)
+    return [entry for paths in found for entry in paths.split(":")]
+
+
+def test_the_installed_host_runs_and_links(build, artifacts, tmp_path):
     prefix = tmp_path / "prefix"
     run(["cmake", "--install", build, "--prefix", prefix])
-    cmake_build(CPP / "tests" / "consumer", tmp_path / "consumer", f"-DCMAKE_PREFIX_PATH={prefix}")
+    library = prefix / "lib" / "libdtvnet.so.0"
+    torch_lib = Path(torch.__file__).resolve().parent / "lib"
+    # The program finds libdtvnet beside it, libdtvnet the LibTorch it was built against (README):
+    # no build-tree folder, no stray link-path entries such as LibTorch's MKL folders (/lib/intel64).
+    assert runpath(prefix / "bin" / "dtvnet_generate") == ["$ORIGIN/../lib"]
+    assert [Path(p).resolve() for p in runpath(library)] == [torch_lib]
+    env = {k: v for k, v in os.environ.items() if k != "LD_LIBRARY_PATH"}
     image = write_png(tmp_path / "in.png", landscape(32, 32, seed=6))
-    proc = run([tmp_path / "consumer" / "consumer", artifacts["aoti"], image, BIG_SEED])
+    expected = cpp_frames(build, artifacts["aoti"], image, tmp_path / "built", BIG_SEED)
+    installed = [prefix / "bin" / "dtvnet_generate", "--artifact", artifacts["aoti"], "--image", image]
+    run([*installed, "--out", tmp_path / "frames", "--seed", BIG_SEED], env=env, cwd=tmp_path)
+    got = np.stack([np.asarray(Image.open(p)) for p in sorted((tmp_path / "frames").glob("frame_*.png"))])
+    assert np.array_equal(got, expected)
+    cmake_build(CPP / "tests" / "consumer", tmp_path / "consumer", f"-DCMAKE_PREFIX_PATH={prefix}")
+    proc = run([tmp_path / "consumer" / "consumer", artifacts["aoti"], image, BIG_SEED], env=env)
     assert proc.stdout.split() == ["frames", "8", "32"]
 
 

@@ -83,7 +83,46 @@ void expect_tensor(const Manifest& m, const TensorSpec& spec, const std::vector<
   }
 }
 
+// ManifestError unless `name` is, as a path alone, a non-empty relative path without "..", root or drive.
+void check_relative_inside(const std::string& name, const std::string& where, const std::string& key) {
+  const bool blank = name.find_first_not_of(" \t\r\n") == std::string::npos || name.find('\0') != std::string::npos;
+  if (blank) throw ManifestError(where + " gives " + key + " as " + in_quotes(name) + ", not a file name; " + kReexport + ".");
+  std::string slashed = name;
+  std::replace(slashed.begin(), slashed.end(), '\\', '/');
+  bool outside = slashed.front() == '/' || (slashed.size() > 1 && slashed[1] == ':');
+  for (const auto& part : std::filesystem::path(slashed)) outside = outside || part == "..";
+  if (outside) {
+    throw ManifestError(where + " gives " + key + " as " + in_quotes(name) +
+                        ", outside the artifact folder; an artifact is one folder, so every file it names must "
+                        "lie inside it (no '..', no absolute path): " + kReexport + ".");
+  }
+}
+
+// A companion ("../NAME", a sibling artifact of the same export, or a path inside the artifact) without
+// its one leading "../".
+std::string sibling_name(const std::string& name) { return name.rfind("../", 0) == 0 ? name.substr(3) : name; }
+
+bool strictly_inside(const std::filesystem::path& path, const std::filesystem::path& top) {
+  auto [t, p] = std::mismatch(top.begin(), top.end(), path.begin(), path.end());
+  return t == top.end() && p != path.end();
+}
+
 }  // namespace
+
+std::filesystem::path inside_artifact(const std::filesystem::path& folder, const std::string& name,
+                                      const std::string& where, const std::string& key) {
+  namespace fs = std::filesystem;
+  check_relative_inside(name, where, key);
+  const fs::path path = folder / name;
+  const fs::path top = fs::weakly_canonical(folder.empty() ? fs::path(".") : folder);
+  const fs::path resolved = fs::weakly_canonical(top / name);
+  if (!strictly_inside(resolved, top)) {
+    throw ManifestError(where + " gives " + key + " as " + in_quotes(name) + ", which resolves (symlinks followed) to " +
+                        in_quotes(resolved.string()) + ", not inside " + in_quotes(top.string()) +
+                        "; an artifact is one folder, so copy the file into it or re-export it.");
+  }
+  return path;
+}
 
 std::string format_shape(const std::vector<std::int64_t>& shape) {
   std::ostringstream out;
@@ -144,6 +183,7 @@ Manifest parse_manifest(const std::string& json_text, const std::string& where) 
     m.versions = text_map(data.value("versions", json::object()));
     m.tensorrt = text_map(data.value("tensorrt", json::object()));
     m.extra = text_map(data.value("extra", json::object()));
+    m.companions = data.value("companions", std::map<std::string, std::string>{});
   } catch (const std::exception& exc) {  // json type errors, missing keys, unknown dimensions
     throw ManifestError(where + " is malformed (" + exc.what() + "); " + kReexport + ".");
   }
@@ -156,6 +196,8 @@ Manifest parse_manifest(const std::string& json_text, const std::string& where) 
       throw ManifestError(where + " has unknown " + enums[i].first + " " + in_quotes(*values[i]) + ".");
     }
   }
+  check_relative_inside(m.model_file, where, "model_file");
+  for (const auto& [key, name] : m.companions) check_relative_inside(sibling_name(name), where, "companions." + key);
   return m;
 }
 
@@ -190,7 +232,8 @@ Artifact resolve_artifact(const std::filesystem::path& path) {
   }
   Artifact artifact;
   artifact.manifest = read_manifest(manifest_path);
-  artifact.model_path = manifest_path.parent_path() / artifact.manifest.model_file;
+  artifact.model_path = inside_artifact(manifest_path.parent_path(), artifact.manifest.model_file,
+                                       artifact.manifest.where, "model_file");
   if (fs::is_regular_file(path) && path != manifest_path &&
       fs::weakly_canonical(path) != fs::weakly_canonical(artifact.model_path)) {
     throw ManifestError(in_quotes(manifest_path.string()) + " describes " + in_quotes(artifact.manifest.model_file) +

@@ -6,6 +6,7 @@
 //   dtvnet_probe prepare IMAGE SIZE crop|letterbox OUT -> raw float32 [3, SIZE, SIZE]
 //   dtvnet_probe load IMAGE OUT                    -> "H W C TYPE" on stdout, pixel bytes to OUT
 //   dtvnet_probe check ARTIFACT                    -> resolve, validate and hash an artifact
+//   dtvnet_probe motion ARTIFACT VALUE             -> "frames T": a mid-grey image, every motion entry VALUE
 #include <cstdint>
 #include <cstring>
 #include <fstream>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "dtvnet/errors.h"
+#include "dtvnet/generator.h"
 #include "dtvnet/image_io.h"
 #include "dtvnet/manifest.h"
 #include "dtvnet/preprocess.h"
@@ -79,6 +81,16 @@ int check(char** a) {
   return 0;
 }
 
+int motion(char** a) {
+  dtvnet::Generator generator(a[0]);
+  const int s = generator.image_size();
+  const std::vector<std::uint8_t> grey(static_cast<std::size_t>(s) * s * 3, 128);
+  const dtvnet::ImageView image{grey.data(), s, s, 3, dtvnet::PixelType::U8, static_cast<std::size_t>(s) * 3};
+  const std::vector<float> z(static_cast<std::size_t>(generator.motion_dim()), std::stof(a[1]));
+  std::cout << "frames " << generator.run(image, z).count << "\n";
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -88,7 +100,7 @@ int main(int argc, char** argv) {
     int (*run)(char**);
   };
   const Command commands[] = {{"normal", 4, normal}, {"resize", 7, resize}, {"prepare", 4, prepare},
-                              {"load", 2, load},     {"check", 1, check}};
+                              {"load", 2, load},     {"check", 1, check},     {"motion", 2, motion}};
   for (const Command& c : commands) {
     if (argc == c.args + 2 && std::string(argv[1]) == c.name) {
       try {

@@ -1,14 +1,20 @@
 // C++ unit tests of the parts with exact specifications (run by ctest, which tests/test_cpp_host.py
 // runs). Known answers come from the Python implementation (runtime.seeded_normal) and OpenCV's
 // definitions; the wider comparisons against Python live in tests/test_cpp_host.py via dtvnet_probe.
+#include <unistd.h>
+
 #include <cmath>
 #include <cstdint>
+#include <filesystem>
+#include <fstream>
 #include <functional>
 #include <iostream>
+#include <limits>
 #include <string>
 #include <vector>
 
 #include "dtvnet/errors.h"
+#include "dtvnet/generator.h"
 #include "dtvnet/manifest.h"
 #include "dtvnet/preprocess.h"
 #include "dtvnet/resize.h"
@@ -124,6 +130,68 @@ void test_manifest_parsing_and_validation() {
   CHECK(throws<dtvnet::ManifestError>([&] { dtvnet::parse_manifest(R"({"format": "dtvnet-artifact"})", "v"); }));
 }
 
+std::string with(std::string text, const std::string& from, const std::string& to) {
+  return text.replace(text.find(from), from.size(), to);
+}
+
+template <typename E>
+std::string message_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const E& exc) {
+    return exc.what();
+  }
+  return "";
+}
+
+void test_manifest_names_only_files_inside_the_artifact() {
+  for (const char* bad : {"../other/model.pt2", "sub/../../model.pt2", "/etc/passwd", "C:\\\\m.pt2", "..\\\\m.pt2", "", " "}) {
+    const std::string text = with(kManifest, "\"model.pt2\"", "\"" + std::string(bad) + "\"");
+    const std::string msg = message_of<dtvnet::ManifestError>([&] { dtvnet::parse_manifest(text, "'m.json'"); });
+    CHECK(msg.find("'m.json' gives model_file as") == 0);
+  }
+  CHECK(dtvnet::parse_manifest(with(kManifest, "\"model.pt2\"", "\"sub/model.pt2\""), "m").model_file == "sub/model.pt2");
+  const std::string sibling = with(kManifest, "\"batch\": null", "\"batch\": null, \"companions\": {\"flow_encoder\": \"../ofe-fp32\"}");
+  CHECK(dtvnet::parse_manifest(sibling, "m").companions.at("flow_encoder") == "../ofe-fp32");
+  for (const char* bad : {"../../ofe-fp32", "/abs/ofe", "../x/../../y"}) {
+    const std::string text = with(sibling, "\"../ofe-fp32\"", "\"" + std::string(bad) + "\"");
+    CHECK(message_of<dtvnet::ManifestError>([&] { dtvnet::parse_manifest(text, "m"); }).find("companions.flow_encoder") !=
+          std::string::npos);
+  }
+}
+
+void test_model_file_symlinked_out_of_the_artifact_is_refused() {
+  namespace fs = std::filesystem;
+  const fs::path root = fs::temp_directory_path() / ("dtvnet_unit_" + std::to_string(::getpid()));
+  fs::remove_all(root);
+  fs::create_directories(root / "artifact");
+  std::ofstream(root / "artifact" / "manifest.json") << kManifest;
+  std::ofstream(root / "secret.pt2") << "model";
+  fs::create_symlink("../secret.pt2", root / "artifact" / "model.pt2");
+  const std::string msg = message_of<dtvnet::ManifestError>([&] { dtvnet::resolve_artifact(root / "artifact"); });
+  CHECK(msg.find("gives model_file as 'model.pt2', which resolves (symlinks followed) to") != std::string::npos);
+  fs::remove(root / "artifact" / "model.pt2");
+  fs::create_directories(root / "artifact" / "weights");
+  std::ofstream(root / "artifact" / "weights" / "real.pt2") << "model";
+  fs::create_symlink("weights/real.pt2", root / "artifact" / "model.pt2");  // a link that stays inside
+  CHECK(dtvnet::resolve_artifact(root / "artifact").model_path == root / "artifact" / "model.pt2");
+  fs::remove_all(root);
+}
+
+void test_motion_bound() {
+  const std::vector<float> ok{dtvnet::kMaxMotionAbs, -dtvnet::kMaxMotionAbs, 0.0f, 3.5f};
+  dtvnet::check_motion(ok.data(), ok.size());
+  for (float bad : {1e30f, -1000.5f, std::nextafter(1000.0f, 2000.0f)}) {
+    const std::vector<float> v{0.0f, bad};
+    const std::string msg = message_of<dtvnet::MotionError>([&] { dtvnet::check_motion(v.data(), v.size()); });
+    CHECK(msg.find("The motion vector has an entry of magnitude") == 0 &&
+          msg.find("beyond the 1000 this model accepts") != std::string::npos);
+  }
+  const std::vector<float> nan{0.0f, std::numeric_limits<float>::quiet_NaN()};
+  CHECK(message_of<dtvnet::MotionError>([&] { dtvnet::check_motion(nan.data(), nan.size(), "Row 2"); }) ==
+        "Row 2 contains NaN or infinite values; pass finite numbers.");
+}
+
 }  // namespace
 
 int main() {
@@ -135,6 +203,9 @@ int main() {
       {"fit_square", test_fit_square},
       {"resize_basics", test_resize_basics},
       {"manifest_parsing_and_validation", test_manifest_parsing_and_validation},
+      {"manifest_names_only_files_inside_the_artifact", test_manifest_names_only_files_inside_the_artifact},
+      {"model_file_symlinked_out_of_the_artifact_is_refused", test_model_file_symlinked_out_of_the_artifact_is_refused},
+      {"motion_bound", test_motion_bound},
   };
   for (const auto& [name, test] : tests) {
     const int before = failures;

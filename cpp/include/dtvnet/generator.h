@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "dtvnet/image.h"
@@ -17,6 +18,12 @@
 namespace dtvnet {
 
 class Backend;
+
+// Every entry of a motion vector lies within +-kMaxMotionAbs (runtime.motion.MAX_MOTION_ABS): the model
+// was trained on N(0, I) vectors, so anything larger is a mistake, refused rather than turned into frames.
+constexpr float kMaxMotionAbs = 1000.0f;
+// MotionError unless all `count` values are finite and within +-kMaxMotionAbs; `where` starts the message.
+void check_motion(const float* values, std::size_t count, const std::string& where = "The motion vector");
 
 struct GeneratorOptions {
   bool verify_sha256 = true;  // hash the model file and compare with the manifest (IntegrityError)
@@ -39,11 +46,12 @@ class Generator {
 
   // The seeded motion vector the Python runtime draws for `seed` (runtime.seeded_normal).
   std::vector<float> motion(std::uint64_t seed) const;
-  // Any image -> preprocessed -> generated -> frames. MotionError if motion has the wrong size or
-  // non-finite values.
+  // Any image -> preprocessed -> generated -> frames. MotionError if motion has the wrong size, or
+  // values that are non-finite or beyond +-kMaxMotionAbs.
   Frames run(const ImageView& image, const std::vector<float>& motion);
   Frames run(const ImageView& image, std::uint64_t seed);
   // Model tensors directly: image [batch, 3, S, S] in [-1, 1], motion [batch, D] -> video [batch, 3, T, S, S].
+  // The motion values are held to check_motion too.
   std::vector<float> run_tensors(const float* image, const float* motion, int batch);
 
  private:

@@ -1,5 +1,6 @@
 // The artifact contract of export/manifest.py: a folder with one model file and manifest.json.
-// read_manifest mirrors Manifest.from_dict's checks; validate_generator checks the generator I/O.
+// read_manifest mirrors Manifest.from_dict's checks (model_file and companions name no path out of the
+// folder); validate_generator checks the generator I/O.
 #pragma once
 
 #include <cstdint>
@@ -34,6 +35,7 @@ struct Manifest {
   std::map<std::string, std::string> versions;                // torch, onnx, tensorrt...
   std::map<std::string, std::string> tensorrt;                // version, gpu, compute_capability
   std::map<std::string, std::string> extra;                   // string-valued entries of "extra"
+  std::map<std::string, std::string> companions;              // e.g. flow_encoder -> "../ofe-fp32"
   std::string where;                                          // the manifest's path, for messages
 
   const TensorSpec& input(const std::string& name) const;   // throws ManifestError if absent
@@ -48,7 +50,12 @@ struct Artifact {
 Manifest parse_manifest(const std::string& json_text, const std::string& where);
 Manifest read_manifest(const std::filesystem::path& manifest_path);
 // The artifact given as its folder, its manifest.json or its model file (as resolve_artifact).
+// An artifact is one folder: its model_file must resolve, symlinks followed, inside it (ManifestError).
 Artifact resolve_artifact(const std::filesystem::path& path);
+// folder / name, or ManifestError (naming manifest `where` and field `key`) unless `name` is a relative
+// path without ".." that, symlinks followed, stays inside `folder` (export.manifest.inside_artifact).
+std::filesystem::path inside_artifact(const std::filesystem::path& folder, const std::string& name,
+                                      const std::string& where, const std::string& key);
 // IntegrityError if the model file's sha256 differs from the manifest's.
 void verify_integrity(const Artifact& artifact);
 // ManifestError unless it is a generator whose I/O is image [B,3,S,S], motion [B,D] -> video [B,3,T,S,S].
