@@ -263,7 +263,7 @@ def read_manifest(manifest_path: str | os.PathLike[str]) -> Manifest:
 def sibling_references(manifest: Manifest) -> list[tuple[str, str]]:
     """(field, value) of every sibling artifact the manifest names: companions and extra.source_onnx."""
     refs = [(f"companions.{key}", value) for key, value in manifest.companions.items()]
-    if "source_onnx" in manifest.extra:
+    if isinstance(manifest.extra, dict) and "source_onnx" in manifest.extra:
         refs.append(("extra.source_onnx", manifest.extra["source_onnx"]))
     return refs
 

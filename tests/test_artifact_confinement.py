@@ -120,6 +120,8 @@ def test_companions_are_sibling_artifacts_of_the_same_export(tmp_path: Path):
     (exports / "linked").symlink_to(tmp_path / "far")
     edit_manifest(artifact, extra={}, companions={"onnx": "../linked"})
     refused(artifact, "companions.onnx", RESOLVES)
+    edit_manifest(artifact, companions=["../ofe-fp32"])
+    refused(artifact, "companions that are not a mapping")
 
 
 def test_reading_a_manifest_alone_checks_its_names(tmp_path: Path):
