@@ -130,7 +130,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options shared by `dtvnet export` and `python -m export.trt`."""
     parser.add_argument("checkpoint", type=Path, help="checkpoint folder (see `dtvnet checkpoint`)")
     parser.add_argument("--out", type=Path, help="output folder (default: exports/<checkpoint name>)")
-    parser.add_argument("--force", action="store_true", help="overwrite existing artifacts")
+    parser.add_argument(
+        "--force", action="store_true", help="replace artifact folders already in --out (no other folder)"
+    )
     trt.add_batch_argument(parser, "TensorRT optimization profile over the batch")
     precision = parser.add_mutually_exclusive_group()
     precision.add_argument("--fp16", dest="precision", action="store_const", const="fp16", help="(default)")

@@ -9,7 +9,11 @@ The first run exports the demo checkpoint to ONNX in the user cache ($XDG_CACHE_
 ~/.cache/dtvnet, keyed by the checkpoint); later runs reuse that export and never import torch.
 
 Usage:
-    dtvnet demo [--checkpoint CKPT] [--out dtvnet-demo] [--seed 0] [--motion scene|seed] [--clips 4]
+    dtvnet demo [--checkpoint CKPT] [--out dtvnet-demo] [--seed 0] [--motion scene|seed] [--clips 4] [--force]
+
+Like `dtvnet generate`, the demo never overwrites what an earlier run wrote without --force: outputs it
+would replace are refused in one sentence before any work; with --force it replaces its own outputs
+(timelapse.mp4, contact_sheet.png, landscape.png, scene/) and nothing else in --out.
 """
 
 from __future__ import annotations
@@ -25,8 +29,8 @@ from PIL import Image
 
 from export.manifest import resolve_artifact, verify_integrity
 from runtime.backends import CHECKPOINT_CONFIG, is_checkpoint
-from runtime.errors import CheckpointError, DTVNetError
-from runtime.fsutil import atomic_file, ensure_writable_dir, sha256_file, user_cache_dir
+from runtime.errors import CheckpointError, DTVNetError, OutputPathError
+from runtime.fsutil import atomic_file, ensure_writable_dir, refuse_overwrite, sha256_file, user_cache_dir
 from runtime.generate import add_crf_argument, frame_count, write_stream
 from runtime.generator import Generator
 from runtime.writers import check_crf, write_frames
@@ -44,7 +48,7 @@ def default_checkpoint() -> Path:
         raise CheckpointError(
             "This install has no bundled demo model (training.demo is missing); pass a checkpoint with "
             "`dtvnet demo --checkpoint CKPT`, for example one from "
-            "`dtvnet checkpoint init runs/tiny --preset tiny`."
+            "`dtvnet checkpoint init ckpt/tiny --preset tiny`."
         ) from None
     return Path(demo_checkpoint())
 
@@ -94,6 +98,23 @@ def demo_artifact(checkpoint: Path) -> Path:
     return export_generator(checkpoint, root, force=True)
 
 
+VIDEO_FILE, SHEET_FILE, INPUT_FILE, SCENE_DIR = "timelapse.mp4", "contact_sheet.png", "landscape.png", "scene"
+
+
+def check_outputs(out: Path, with_scene: bool, force: bool) -> None:
+    """Refuse, before the model loads, to overwrite an earlier demo's outputs without --force (one rule
+    with `dtvnet generate`), and with it to replace anything in their place that the demo did not write."""
+    names = [VIDEO_FILE, SHEET_FILE, INPUT_FILE] + ([SCENE_DIR] if with_scene else [])
+    existing = [name for name in names if (out / name).exists()]
+    if existing and not force:
+        raise OutputPathError(
+            f"{str(out)!r} already holds the demo's {', '.join(existing)}; pass --force to replace them, or "
+            "choose another --out."
+        )
+    for name in existing:
+        refuse_overwrite(out / name, force, "frames folder" if name == SCENE_DIR else "output")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="dtvnet demo",
@@ -116,24 +137,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--clips", type=int, default=4, help="chained clips (default 4)")
     parser.add_argument("--fps", type=float, default=25.0)
     add_crf_argument(parser)
+    parser.add_argument(
+        "--force", action="store_true", help="replace the outputs of an earlier demo in --out"
+    )
     args = parser.parse_args(argv)
     if args.clips < 1:
         parser.error("--clips must be at least 1")
     check_crf(args.crf)
     start = time.perf_counter()
+    if args.out.exists() and not args.out.is_dir():
+        raise OutputPathError(
+            f"--out {str(args.out)!r} is a file; the demo writes a folder, choose another --out."
+        )
+    checkpoint = args.checkpoint or default_checkpoint()
+    check_outputs(args.out, args.motion == "scene", args.force)
     out = ensure_writable_dir(args.out)
-    artifact = demo_artifact(args.checkpoint or default_checkpoint())
-    video, sheet = out / "timelapse.mp4", out / "contact_sheet.png"
+    artifact = demo_artifact(checkpoint)
+    video, sheet = out / VIDEO_FILE, out / SHEET_FILE
     with Generator(artifact) as gen:
         if args.motion == "scene" and "flow_encoder" not in gen.manifest.companions:
             print("this checkpoint has no flow encoder: using a seeded motion vector (--motion seed)")
             args.motion = "seed"
         scene = demo_scene(frames=gen.frames if args.motion == "scene" else 1, seed=args.seed)
-        with atomic_file(out / "landscape.png") as tmp:
+        with atomic_file(out / INPUT_FILE) as tmp:
             Image.fromarray(scene[0]).save(tmp, format="PNG")
         motion: Path | None = None
         if args.motion == "scene":
-            motion = out / "scene"  # the real clip, whose motion the model is asked to reproduce
+            motion = out / SCENE_DIR  # the real clip, whose motion the model is asked to reproduce
             write_frames(iter(scene), motion, args.fps)
         frames = gen.stream(scene[0], clips=args.clips, motion=motion, seed=args.seed)
         written = write_stream(
@@ -141,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         source = f"the motion of {motion}/" if motion else f"motion seed {gen.last_seed}"
         print(f"wrote {video} ({written} frames at {gen.image_size}x{gen.image_size}, {source})")
-        print(f"wrote {sheet} (the first clip) and {out / 'landscape.png'} (the input)")
+        print(f"wrote {sheet} (the first clip) and {out / INPUT_FILE} (the input)")
         seconds = time.perf_counter() - start
         print(f"{gen.stats} ({gen.backend.name}, {gen.backend.device}); {seconds:.1f} s in all")
     return 0

@@ -171,10 +171,11 @@ def test_converted_reference_matches_applying_its_weights_by_hand(reference_pth,
 
 
 def test_convert_refuses_to_overwrite_without_force(reference_pth, tmp_path: Path):
-    (tmp_path / "out").mkdir()
+    out = checkpoint.init_checkpoint(tmp_path / "out", preset("tiny"))
     with pytest.raises(OutputPathError, match="--force"):
-        checkpoint.convert_reference(reference_pth[0], tmp_path / "out")
-    checkpoint.convert_reference(reference_pth[0], tmp_path / "out", force=True)
+        checkpoint.convert_reference(reference_pth[0], out)
+    checkpoint.convert_reference(reference_pth[0], out, force=True)
+    assert checkpoint.read_info(out)["metadata"]["source"] == "reference DTV_G.pth"
 
 
 def test_convert_rejects_foreign_and_unsafe_files(tmp_path: Path):

@@ -222,9 +222,12 @@ def test_demo_exports_once_and_writes_video_and_sheet(tiny_artifacts, tmp_path: 
 
     monkeypatch.setattr("export.onnx.export_generator", no_export)
     monkeypatch.setattr("export.onnx.export_flow_encoder", no_export)
+    again = ("demo", "--checkpoint", tiny_artifacts[0], "--out", out, "--motion", "seed", "--seed", 5)
+    assert dtvnet(*again) == 2  # like `dtvnet generate`, an earlier run's outputs need --force
     assert (
-        dtvnet("demo", "--checkpoint", tiny_artifacts[0], "--out", out, "--motion", "seed", "--seed", 5) == 0
+        "already holds the demo's timelapse.mp4, contact_sheet.png, landscape.png" in capsys.readouterr().err
     )
+    assert dtvnet(*again, "--force") == 0
     assert "first run" not in (printed := capsys.readouterr().out) and "motion seed 5" in printed
 
 

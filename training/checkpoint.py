@@ -400,6 +400,9 @@ def init_checkpoint(out: str | Path, config: DTVNetConfig, *, seed: int = 0, for
 
 
 INFERENCE_COMPONENTS = ("generator", "flow_encoder")
+# --force replaces only a checkpoint folder (runtime.fsutil.refuse_overwrite): never a training run,
+# an artifact or a folder of the user's.
+FORCE_HELP = "replace a checkpoint folder already at OUT (any other folder is refused)"
 
 
 def strip_checkpoint(
@@ -443,16 +446,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_init.add_argument("out", type=Path)
     p_init.add_argument("--preset", default="paper", help="model preset: paper, small, tiny")
     p_init.add_argument("--seed", type=int, default=0)
-    p_init.add_argument("--force", action="store_true", help="replace an existing folder")
+    p_init.add_argument("--force", action="store_true", help=FORCE_HELP)
     p_conv = sub.add_parser("convert", help="convert a reference DTV_G.pth into a dtvnet checkpoint")
     p_conv.add_argument("pth", type=Path)
     p_conv.add_argument("out", type=Path)
     p_conv.add_argument("--image-size", type=int, default=128, help="resolution the weights were trained at")
-    p_conv.add_argument("--force", action="store_true", help="replace an existing folder")
+    p_conv.add_argument("--force", action="store_true", help=FORCE_HELP)
     p_strip = sub.add_parser("strip", help="copy a checkpoint with only what inference needs (for shipping)")
     p_strip.add_argument("path", type=Path)
     p_strip.add_argument("out", type=Path)
-    p_strip.add_argument("--force", action="store_true", help="replace an existing folder")
+    p_strip.add_argument("--force", action="store_true", help=FORCE_HELP)
     p_info = sub.add_parser("info", help="describe a checkpoint")
     p_info.add_argument("path", type=Path)
     args = parser.parse_args(argv)

@@ -50,7 +50,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from runtime.errors import BackendUnavailableError, ConfigMismatchError, OutputPathError
-from runtime.fsutil import atomic_file
+from runtime.fsutil import TRAINING_RUN, atomic_file, refuse_overwrite
 from training import checkpoint as ckpt_io
 from training import distributed
 from training.data.clips import Clip, find_clips
@@ -449,8 +449,9 @@ class MetricsLog:
             self.tensorboard.close()
 
 
-def prepare_run(config: TrainConfig, run: Path, resume: bool, force: bool) -> TrainConfig:
-    """Create the run folder, or check it for a resume; returns the config to train with."""
+def check_run(config: TrainConfig, run: Path, resume: bool, force: bool) -> TrainConfig:
+    """Check the run folder without writing anything; returns the config to train with (the stored one
+    on --resume). A folder holding anything but a training run is refused even with --force."""
     stored_file = run / CONFIG_FILE
     if resume:
         if not stored_file.is_file():
@@ -468,17 +469,29 @@ def prepare_run(config: TrainConfig, run: Path, resume: bool, force: bool) -> Tr
                 "options (omit them) or start a new run with --out."
             )
         return stored
-    if run.exists() and any(run.iterdir()):
-        if not force or not stored_file.is_file():
-            raise OutputPathError(
-                f"Run folder {str(run)!r} already exists; pass --resume to continue it, --force to start it "
-                "over, or choose another --out."
-            )
+    if run.is_dir() and TRAINING_RUN.holds(run) and not force and started(run):
+        raise OutputPathError(
+            f"Run folder {str(run)!r} already exists; pass --resume to continue it, --force to start it "
+            "over, or choose another --out."
+        )
+    refuse_overwrite(run, force or (run.is_dir() and not started(run)), "run folder")
+    return config
+
+
+def started(run: Path) -> bool:
+    """Whether a run folder holds anything a start would lose (checkpoints, metrics, evaluations). A run
+    whose start failed before its first step (a data file that cannot be decoded, say) holds only its
+    train_config.json, and a plain retry may replace it."""
+    return any((run / name).exists() for name in TRAINING_RUN.entries)
+
+
+def create_run(config: TrainConfig, run: Path) -> None:
+    """Start a new run in `run` (after `check_run` accepted it): clear it, store the config."""
+    if run.is_dir() and any(run.iterdir()):
         shutil.rmtree(run)
     run.mkdir(parents=True, exist_ok=True)
-    with atomic_file(stored_file) as tmp:
+    with atomic_file(run / CONFIG_FILE) as tmp:
         tmp.write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
-    return config
 
 
 # ---------------------------------------------------------------------------------------------
@@ -560,9 +573,11 @@ def train(
     dev = resolve_device(device)
     with distributed.process_group(dev):
         config.validate(rank_and_world()[1])
-        config = distributed.on_main_process(prepare_run, config, run, resume, force)
+        config = distributed.on_main_process(check_run, config, run, resume, force)
+        clips = find_training_clips(config)  # every input is checked before the run folder is created
+        if not resume:
+            distributed.on_main_process(create_run, config, run)
         use_amp = dev.type == "cuda" if amp == "auto" else amp == "on"
-        clips = find_training_clips(config)
         trainer = build_trainer(config, total_steps_for(config, len(clips)), dev, use_amp)
         resume_from = latest_checkpoint(run) if resume else None
         if resume_from is not None:
@@ -669,7 +684,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--resume", action="store_true", help="continue the run in --out from its latest checkpoint"
     )
-    parser.add_argument("--force", action="store_true", help="delete an existing run in --out and start over")
+    parser.add_argument(
+        "--force", action="store_true", help="delete a training run in --out and start over (no other folder)"
+    )
     parser.add_argument("--data", help="data root: <split>/<video>/<clip>/*.jpg, or video files")
     opt = parser.add_argument_group("training options (stored in the run; a resume reuses them)")
     opt.add_argument("--split", help=f"split folder under --data (default {defaults.split})")

@@ -122,6 +122,19 @@ def test_refusals(tiny_data: Path, tmp_path: Path, straight_run: Path, capsys):
         train(_config(tiny_data, lr_g=0.1), straight_run, resume=True)
 
 
+def test_checkpoint_init_force_keeps_a_training_run(straight_run: Path, capsys):
+    """The README's `dtvnet checkpoint init runs/tiny ... --force` after `dtvnet train --out runs/tiny`."""
+    from runtime import cli
+
+    before = sorted(p.relative_to(straight_run) for p in straight_run.rglob("*"))
+    args = ["checkpoint", "init", str(straight_run), "--preset", "tiny", "--seed", "0", "--force"]
+    assert cli.main(args) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and f"{str(straight_run)!r} holds a training run (checkpoints/, latest" in err
+    assert sorted(p.relative_to(straight_run) for p in straight_run.rglob("*")) == before
+    assert latest_checkpoint(straight_run).is_dir()
+
+
 def test_cli_trains_and_resumes_with_stored_options(tiny_data: Path, tmp_path: Path, capsys):
     run = tmp_path / "run"
     args = ["--data", str(tiny_data), "--out", str(run), "--preset", "tiny", "--batch", "2", "--steps", "3"]

@@ -313,7 +313,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--frames", type=int, default=48, help="frames per clip (default 48)")
     p.add_argument("--size", type=int, default=128, help="frame side in pixels (default 128)")
-    p.add_argument("--force", action="store_true", help="replace an existing folder")
+    p.add_argument(
+        "--force", action="store_true", help="replace a synthetic data set already at --out (nothing else)"
+    )
     args = parser.parse_args(argv)
     try:
         out = write_dataset(
