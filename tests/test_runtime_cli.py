@@ -284,6 +284,9 @@ def test_generate_crf_sets_the_video_quality(tiny_artifacts, photo: Path, tmp_pa
     err = capsys.readouterr().err.strip()
     assert err == "error: --crf 52 is outside the mp4 encoder's range; give 0 (best) to 51 (smallest)."
     assert not (tmp_path / "o.mp4").exists()
+    assert dtvnet("demo", "--out", tmp_path / "demo", "--crf", -1) == 2  # refused before any work
+    assert "--crf -1 is outside the mp4 encoder's range" in capsys.readouterr().err
+    assert not (tmp_path / "demo").exists()
 
 
 def test_ctrl_c_keeps_a_playable_partial_video_that_a_complete_run_replaces(
