@@ -51,7 +51,8 @@ TV_RANGE = 1  # "MPEG" (limited) range, what players assume
 class FrameWriter(Protocol):
     """Takes H x W x 3 uint8 RGB frames one at a time; `written` counts them."""
 
-    written: int
+    @property
+    def written(self) -> int: ...
 
     def write(self, frame: np.ndarray) -> None: ...
 
