@@ -154,7 +154,7 @@ class AvWriter:
         codec.color_range = TV_RANGE
         stream.options = {"crf": str(self.crf)}
         if self.kind == "webm":  # constant quality (b=0), multi-threaded rows, a practical speed
-            stream.options |= {"b": "0", "row-mt": "1", "deadline": "good", "cpu-used": "4"}
+            stream.options |= {"b": "0", "row-mt": "1", "deadline": "good", "cpu-used": "6"}
         self._stream = stream
 
     def close(self) -> None:
