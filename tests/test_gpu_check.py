@@ -186,6 +186,19 @@ def test_time_box_keeps_what_the_section_measured(tmp_path: Path):
     assert entry["result"] == {"first": 1} and "time box of 0 s spent" in entry["error"]
 
 
+def test_a_time_box_is_not_swallowed_by_except_exception(tmp_path: Path):
+    report = Report(tmp_path, "g", {"gpu": "G"})
+
+    def careless(section: Section) -> None:
+        try:
+            time.sleep(5)
+        except Exception:  # as library code may do around a compile
+            section.result["swallowed"] = True
+
+    assert run_section(report, "s", "S", 0.2, careless) == TIMED_OUT
+    assert "swallowed" not in _read(report)["sections"]["s"]["result"]
+
+
 @pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
 def test_an_interrupted_run_leaves_the_earlier_sections(tmp_path: Path, how: str):
     report = Report(tmp_path, "g", {"gpu": "G"})
@@ -350,15 +363,39 @@ def test_train_and_resume_on_cpu(tmp_path: Path):
     assert result["checkpoint_written"] == "step_00000001" and result["resumed_to"] == "step_00000002"
 
 
-@pytest.mark.slow
-def test_end_to_end_on_cpu(tmp_path: Path):
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from training.checkpoint import init_checkpoint
     from training.model import preset
 
-    checkpoint = init_checkpoint(tmp_path / "tiny", preset("tiny"), seed=0)
-    result = runtime_check.end_to_end(checkpoint, clips=4, distinct=1, device="cpu")
+    return init_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny", preset("tiny"), seed=0)
+
+
+@pytest.mark.slow
+def test_parity_on_cpu(tiny_checkpoint: Path):
+    """The parity plumbing, CPU against CPU: identical, so within every bound."""
+    result = runtime_check.parity(tiny_checkpoint, device="cpu")
+    assert result["video_parity"]["passed"] and result["video_parity"]["bound_max_abs"] == 1e-3
+    assert result["frame_parity"] == {**result["frame_parity"], "max_level_diff": 0, "passed": True}
+    assert "video_parity_tf32_off" not in result
+
+
+@pytest.mark.slow
+def test_end_to_end_on_cpu(tiny_checkpoint: Path):
+    from training.model import preset
+
+    result = runtime_check.end_to_end(tiny_checkpoint, clips=4, distinct=1, device="cpu")
     assert result["photos"] == 4 and result["frames"] == 4 * preset("tiny").frames
     assert result["frames_per_s"] > 0 and result["share_of_engine"] > 0
+
+
+@pytest.mark.slow
+def test_torchrun_worker_on_cpu(tmp_path: Path):
+    """The worker torchrun starts (gloo on the CPU here, NCCL on a GPU) trains 2 steps inside its group."""
+    data = training_check.make_data(tmp_path / "data", "tiny", 2)
+    result = training_check.torchrun(data, tmp_path / "run", 240, preset_name="tiny", device="cpu")
+    assert result["passed"], result
+    assert result["nccl"] == {**result["nccl"], "backend": "gloo", "world_size": 1, "all_reduce_ok": True}
 
 
 BLOCKED = ("av", "openvino", "tensorrt", "onnxslim", "onnxconverter_common", "tritonclient", "polygraphy")

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.gpu_check.peak import MATMUL_N, PEAK_REPEATS, QUICK_PEAK_REPEATS, latency_summary, rates
-from benchmarks.gpu_check.sections import Section
+from benchmarks.gpu_check.sections import Section, SectionTimeout
 
 BATCHES, QUICK_BATCHES = (1, 8, 32, 128), (1, 8)
 PSNR_BATCH = 8  # procedural landscapes every reduced-precision line is compared on
@@ -264,6 +264,9 @@ def time_lines(
                     else:
                         psnrs.append(psnr_entry(variant.key, video, reference))
                 row.update(_cell(modules[variant.key], variant, cfg, batch, gflop, peak, protocol, device))
+            except SectionTimeout:
+                rows.append({**row, "status": "stopped: the time box ran out"})
+                raise
             except torch.cuda.OutOfMemoryError:
                 row["status"] = "out of memory"
                 failed[variant.key] = batch

@@ -60,40 +60,50 @@ def video_parity(cuda: Any, cpu: Any, cfg_size: int, motion_dim: int, bound: flo
 
 
 def run(section: Section, quick: bool) -> None:
+    from benchmarks.artifacts import benchmark_checkpoint
+
+    checkpoint = benchmark_checkpoint("paper")
+    section.result["checkpoint"] = str(checkpoint)
+    section.result.update(parity(checkpoint))
+    section.flush()
+    clips, photos = (QUICK_E2E_CLIPS, QUICK_E2E_PHOTOS) if quick else (E2E_CLIPS, E2E_PHOTOS)
+    section.result["end_to_end"] = end_to_end(checkpoint, clips, photos)
+
+
+def parity(checkpoint: Path, device: str = "cuda") -> dict[str, Any]:
+    """The torch backend on `device` against the CPU: the float video of two landscapes, and one clip's
+    uint8 frames from the same photo and seed; on CUDA with TF32 convolutions again without them if the
+    video misses the bound (to tell TF32 from a bug)."""
     import torch
 
-    from benchmarks.artifacts import benchmark_checkpoint
     from export.calibration import landscape
     from export.verify import BOUNDS
     from runtime.generator import Generator
 
-    out = section.result
-    checkpoint = benchmark_checkpoint("paper")
     bound = BOUNDS[("tensorrt", "fp32")].max_abs
     assert bound is not None
-    out["checkpoint"] = str(checkpoint)
-    out["cudnn_allow_tf32"] = bool(torch.backends.cudnn.allow_tf32)
+    out: dict[str, Any] = {"cudnn_allow_tf32": bool(torch.backends.cudnn.allow_tf32)}
     photo = landscape(PHOTO_SEED, 256)
     with (
-        Generator(checkpoint, backend="torch", device="cuda") as cuda,
+        Generator(checkpoint, backend="torch", device=device) as gpu,
         Generator(checkpoint, backend="torch", device="cpu") as cpu,
     ):
-        out["device"] = cuda.backend.device
-        out["video_parity"] = video_parity(cuda, cpu, cuda.image_size, cuda.motion_dim, bound)
-        cuda_frames = list(cuda.run(photo, seed=MOTION_SEED))
+        out["device"] = gpu.backend.device
+        out["video_parity"] = video_parity(gpu, cpu, gpu.image_size, gpu.motion_dim, bound)
+        gpu_frames = list(gpu.run(photo, seed=MOTION_SEED))
         cpu_frames = list(cpu.run(photo, seed=MOTION_SEED))
-        out["frame_parity"] = frame_parity(cuda_frames, cpu_frames, frame_bound(bound))
-        if not out["video_parity"]["passed"] and torch.backends.cudnn.allow_tf32:
+        out["frame_parity"] = frame_parity(gpu_frames, cpu_frames, frame_bound(bound))
+        if (
+            not out["video_parity"]["passed"]
+            and device.startswith("cuda")
+            and torch.backends.cudnn.allow_tf32
+        ):
             torch.backends.cudnn.allow_tf32 = False
             try:
-                out["video_parity_tf32_off"] = video_parity(
-                    cuda, cpu, cuda.image_size, cuda.motion_dim, bound
-                )
+                out["video_parity_tf32_off"] = video_parity(gpu, cpu, gpu.image_size, gpu.motion_dim, bound)
             finally:
                 torch.backends.cudnn.allow_tf32 = True
-        section.flush()
-    clips, photos = (QUICK_E2E_CLIPS, QUICK_E2E_PHOTOS) if quick else (E2E_CLIPS, E2E_PHOTOS)
-    out["end_to_end"] = end_to_end(checkpoint, clips, photos)
+    return out
 
 
 def end_to_end(checkpoint: Path, clips: int, distinct: int, device: str = "cuda") -> dict[str, Any]:

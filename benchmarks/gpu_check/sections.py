@@ -23,8 +23,9 @@ from benchmarks.gpu_check.report import Report
 OK, FAILED, TIMED_OUT, INTERRUPTED, RUNNING = "ok", "failed", "timed out", "interrupted", "running"
 
 
-class SectionTimeout(Exception):
-    """A section ran past its time box."""
+class SectionTimeout(BaseException):
+    """A section ran past its time box (a BaseException, like KeyboardInterrupt, so that no `except
+    Exception` on the way, ours or a library's, swallows it)."""
 
 
 @dataclass

@@ -143,31 +143,22 @@ def run(section: Section, quick: bool) -> None:
         out["data_seconds"] = time.perf_counter() - start
         out["amp_run"] = train_and_resume(data, Path(tmp) / "run", PRESET, steps, "cuda")
         section.flush()
-        out["torchrun"] = torchrun(data, Path(tmp) / "torchrun", section)
+        out["torchrun"] = torchrun(data, Path(tmp) / "torchrun", section.left() - 3)
 
 
-def torchrun(data: Path, run_dir: Path, section: Section) -> dict[str, Any]:
-    """`torchrun --standalone --nproc_per_node 1` of the NCCL worker for 2 steps."""
+def torchrun(
+    data: Path, run_dir: Path, timeout_s: float, preset_name: str = PRESET, device: str = "cuda"
+) -> dict[str, Any]:
+    """`torchrun --standalone --nproc_per_node 1` of the NCCL worker for 2 steps (AMP on CUDA)."""
+    amp = "on" if device == "cuda" else "off"
     command = [
         *(sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "1"),
         *("-m", "benchmarks.gpu_check.nccl_worker", "--data", str(data), "--out", str(run_dir)),
-        *("--preset", PRESET, "--batch", str(TORCHRUN_BATCH), "--steps", str(TORCHRUN_STEPS)),
-        *(
-            "--device",
-            "cuda",
-            "--amp",
-            "on",
-            "--no-progress",
-            "--log-every",
-            "1",
-            "--checkpoint-every",
-            "100",
-        ),
+        *("--preset", preset_name, "--batch", str(TORCHRUN_BATCH), "--steps", str(TORCHRUN_STEPS)),
+        *("--device", device, "--amp", amp, "--no-progress", "--log-every", "1", "--checkpoint-every", "100"),
     ]
     start = time.perf_counter()
-    done = subprocess.run(
-        command, cwd=ROOT, capture_output=True, text=True, timeout=max(10.0, section.left() - 3)
-    )
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=max(10.0, timeout_s))
     checkpoint = run_dir / "checkpoints" / f"step_{TORCHRUN_STEPS:08d}"
     result = {
         "command": "torchrun --standalone --nproc_per_node 1 -m benchmarks.gpu_check.nccl_worker ...",
