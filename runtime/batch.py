@@ -34,11 +34,13 @@ import numpy as np
 from tqdm import tqdm
 
 from runtime import motion as motion_lib
+from runtime import output_size
 from runtime.errors import ImageError, OutputPathError
 from runtime.fsutil import atomic_file, ensure_writable_dir
 from runtime.generator import Generator
 from runtime.image_input import load_image
 from runtime.imaging import Fit
+from runtime.output_size import Render, SizeRequest
 from runtime.writers import write_frames
 
 log = logging.getLogger(__name__)
@@ -81,7 +83,8 @@ class JobSettings:
     seed: int | None
     motion_from: str | None
     fit: str
-    upscale: bool
+    size: int | str | None  # output size (runtime.output_size): None, a side in pixels or "input"
+    render: str | None
 
 
 def find_images(folder: Path, out: Path) -> list[Path]:
@@ -172,6 +175,8 @@ def generate_folder(
     seed: int | None = None,
     motion_from: str | None = None,
     fit: Fit = "crop",
+    size: SizeRequest | str = None,
+    render: Render | None = None,
     upscale: bool = False,
     fps: float = 25.0,
     force: bool = False,
@@ -181,6 +186,8 @@ def generate_folder(
     if fmt not in FORMATS:
         raise OutputPathError(f"Unknown output format {fmt!r}; choose one of {', '.join(FORMATS)}.")
     folder, out = Path(images), Path(out)
+    size = output_size.INPUT if upscale else output_size.check_size(size)
+    render = output_size.check_render(render)
     start = time.perf_counter()
     found = find_images(folder, out)
     ensure_writable_dir(out)
@@ -191,7 +198,8 @@ def generate_folder(
         None if motion_from else motion_lib.check_seed(seed) if seed is not None else motion_lib.fresh_seed(),
         motion_from,
         fit,
-        upscale,
+        size,
+        render,
     )
     settings = settle_settings(out, settings, seed is not None, force)
     items, clashes = plan(found, folder, out, fmt)
@@ -206,8 +214,8 @@ def generate_folder(
         """Pending images, decoded in run_many's reader thread; a bad one is recorded and left out."""
         for item in pending:
             try:
-                # Reduced-scale JPEG decoding unless frames go back to the photo's own size.
-                image = load_image(item.source, None if upscale else generator.image_size)
+                # Reduced-scale JPEG decoding down to the output's side.
+                image = load_image(item.source, output_size.decode_side(size, generator.image_size))
             except ImageError as exc:
                 report.failed.append((item.source, str(exc)))
                 bar.write(f"failed: {exc}")
@@ -217,7 +225,9 @@ def generate_folder(
             yield image
 
     with bar:
-        clips = generator.run_many(decoded(), lambda i: motion_for(accepted[i]), fit=fit, upscale=upscale)
+        clips = generator.run_many(
+            decoded(), lambda i: motion_for(accepted[i]), fit=fit, size=size, render=render
+        )
         for clip in clips:
             item = accepted[clip.index]
             write_frames(clip.frames, item.output, fps)  # atomic: renamed into place when complete

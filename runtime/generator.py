@@ -17,6 +17,7 @@ whichever stream is free instead of batch by batch, so no stream waits for the o
 from __future__ import annotations
 
 import collections
+import dataclasses
 import itertools
 import logging
 import os
@@ -28,13 +29,15 @@ from pathlib import Path
 
 import numpy as np
 
-from export.manifest import Manifest, resolve_artifact
+from export.manifest import Manifest, require_flows, resolve_artifact
 from runtime import motion as motion_lib
+from runtime import output_size
 from runtime.backends import Backend, RemoteBackend, is_server_url, load_checked, load_remote, open_artifact
 from runtime.backends.parallel_streams import ParallelStreams
 from runtime.errors import ArtifactError, ManifestError, MotionError
-from runtime.image_input import Geometry, ImageSource, prepare
-from runtime.imaging import Fit, prepare_image, to_uint8_frames
+from runtime.image_input import Geometry, ImageSource, decode
+from runtime.imaging import FITS, Fit, prepare_image, to_uint8_frames
+from runtime.output_size import OutputSize, Render, SizeRequest
 from runtime.pipeline import background, chunks
 
 log = logging.getLogger(__name__)
@@ -83,6 +86,20 @@ class _Request:
     motion: np.ndarray  # float32 [motion_dim]
     seed: int | None
     geometry: Geometry
+    out: OutputSize | None = None  # None: the model's own frames
+    photo: np.ndarray | None = None  # the photo at the output's square side, for guided rendering
+
+
+_Result = tuple[_Request, np.ndarray, "np.ndarray | None"]  # a request, its video and its flows
+
+
+@dataclass(frozen=True)
+class _Output:
+    """What frames to make: the size asked for and how (see `runtime.output_size`)."""
+
+    size: SizeRequest
+    render: Render | None
+    fit: Fit
 
 
 class Generator:
@@ -157,6 +174,8 @@ class Generator:
         seed: int | None = None,
         *,
         fit: Fit = "crop",
+        size: SizeRequest | str = None,
+        render: Render | None = None,
         upscale: bool = False,
     ) -> Iterator[np.ndarray]:
         """Frames of one clip, `frames` of them, each H x W x 3 uint8 RGB, the first as soon as it exists.
@@ -166,14 +185,17 @@ class Generator:
         motion: None (a N(0, I) vector drawn from `seed`; seed None picks a fresh one, reported as
             `last_seed`), a vector of `motion_dim` numbers, a .npy file holding one, or a reference
             video file / folder of frames whose motion is transferred.
-        upscale: map frames back to the input's size (letterbox: its W x H; crop: the cropped square).
+        size: None (the model's side), a side in pixels (crop: the square's side; letterbox: the long
+            side) or "input" (the photo's own size). render: "guided" (default above the model's side:
+            the model's motion and colour, the photo's detail; needs an artifact that outputs `flows`) or
+            "resize" (plain interpolation). upscale=True is size="input".
         Bad inputs raise here, before the iterator is returned.
         """
-        prepared, geometry = prepare(image, self.image_size, fit)
+        output = self._output(size, render, fit, upscale)
         vector, used_seed = self._motion(motion, seed, fit)
-        request = _Request(0, prepared, vector, used_seed, geometry)
+        request = self._request(0, image, vector, used_seed, output)
         videos = self._infer_requests([request])
-        return self._timed(self._frames(videos, upscale, chained=False))
+        return self._timed(self._frames(videos, chained=False))
 
     def run_many(
         self,
@@ -182,25 +204,27 @@ class Generator:
         seed: int | None = None,
         *,
         fit: Fit = "crop",
+        size: SizeRequest | str = None,
+        render: Render | None = None,
         upscale: bool = False,
     ) -> Iterator[Clip]:
         """One `Clip` per image, in order, with requests batched to `batch_size` per engine call.
 
         motion: None (image i gets vector i of `seed`'s stream), one motion source for all images, an
         [N, motion_dim] array with one row per image, or a function of i that returns image i's vector
-        (called when image i is read). Images are read lazily, so a bad one raises when the iteration
-        reaches it.
+        (called when image i is read). size, render: as in `run`. Images are read lazily, so a bad one
+        raises when the iteration reaches it.
         """
+        output = self._output(size, render, fit, upscale)
         vector_for = self._motion_per_image(motion, seed, fit)
 
         def requests() -> Iterator[_Request]:
             for i, image in enumerate(images):
-                prepared, geometry = prepare(image, self.image_size, fit)
                 vector, used_seed = vector_for(i)
-                yield _Request(i, prepared, vector, used_seed, geometry)
+                yield self._request(i, image, vector, used_seed, output)
 
         prefetched = background(requests(), PREFETCH_BATCHES * self.batch_size, "dtvnet-prepare")
-        return self._timed(self._clips(self._infer_requests(prefetched), upscale))
+        return self._timed(self._clips(self._infer_requests(prefetched)))
 
     def stream(
         self,
@@ -211,6 +235,8 @@ class Generator:
         *,
         transition: int = 4,
         fit: Fit = "crop",
+        size: SizeRequest | str = None,
+        render: Render | None = None,
         upscale: bool = False,
     ) -> Iterator[np.ndarray]:
         """A long time-lapse: `clips` chained clips (None: endless), each starting from the last frame
@@ -220,13 +246,15 @@ class Generator:
         N clips give frames + (N - 1) * (frames - 1) frames. With motion None, key vectors of `seed`
         sit every `transition` clips and the clips between glide to the next by slerp, so the motion
         changes without jumps (transition=1: a new vector every clip); a given motion holds for all.
-        The engine runs up to two clips ahead of the caller.
+        size, render: as in `run`; in guided HD each clip takes its detail from the last HD frame of the
+        one before. The engine runs up to two clips ahead of the caller.
         """
         if clips is not None and (not isinstance(clips, int) or clips < 1):
             raise ValueError(f"clips must be a positive number of clips or None (endless), got {clips!r}")
         if transition < 1:
             raise ValueError(f"transition must be at least 1 clip, got {transition!r}")
-        prepared, geometry = prepare(image, self.image_size, fit)
+        output = self._output(size, render, fit, upscale)
+        first = self._request(0, image, np.zeros(0, np.float32), None, output)
         if motion is None:
             drawn = self._draw_seed(seed)
             used_seed: int | None = drawn
@@ -240,9 +268,9 @@ class Generator:
             def schedule(k: int) -> np.ndarray:
                 return vector
 
-        chain = self._chain(prepared, geometry, schedule, used_seed, clips)
+        chain = self._chain(first, schedule, used_seed, clips)
         videos = background(chain, PREFETCH_BATCHES, "dtvnet-engine")
-        return self._timed(self._frames(videos, upscale, chained=True))
+        return self._timed(self._frames(videos, chained=True))
 
     def motion_vector(
         self, motion: motion_lib.MotionSource | None = None, seed: int | None = None, *, fit: Fit = "crop"
@@ -250,6 +278,52 @@ class Generator:
         """The float32 [motion_dim] vector a run would use for `motion` / `seed` (e.g. to save a
         transferred motion with np.save and reuse it)."""
         return self._motion(motion, seed, fit)[0]
+
+    # ------------------------------------------------------------------ images and output size
+
+    @property
+    def has_flows(self) -> bool:
+        """Whether the artifact outputs the model's flows, which guided HD rendering moves detail by."""
+        return self.manifest.has_flows
+
+    def _output(self, size: SizeRequest | str, render: Render | None, fit: Fit, upscale: bool) -> _Output:
+        if fit not in FITS:
+            raise ValueError(f"fit must be one of {', '.join(FITS)}, got {fit!r}")
+        checked = output_size.check_size(size)
+        if upscale:
+            if checked not in (None, output_size.INPUT):
+                raise output_size.SizeError(
+                    f"upscale=True means size='input' but size={size!r} was given too; pass one of them."
+                )
+            checked = output_size.INPUT
+        output = _Output(checked, output_size.check_render(render), fit)
+        asks_guided = output.render == "guided" or (
+            output.render is None and isinstance(checked, int) and checked > self.image_size
+        )
+        if asks_guided:
+            self._require_flows()
+        return output
+
+    def _require_flows(self) -> None:
+        require_flows(
+            self.manifest,
+            f"Artifact {self.location!r}",
+            "render above the model's size (or pass render='resize', --render resize, to interpolate)",
+        )
+
+    def _request(
+        self, index: int, image: ImageSource, vector: np.ndarray, seed: int | None, output: _Output
+    ) -> _Request:
+        """Load and check one image, pre-process it for the model, and plan its output size."""
+        array, (height, width) = decode(image, output_size.decode_side(output.size, self.image_size))
+        geometry = Geometry(height, width, output.fit)
+        prepared = prepare_image(array, self.image_size, output.fit)
+        out = output_size.plan(output.size, output.render, geometry, self.image_size)
+        photo = None
+        if out is not None and out.hd:
+            self._require_flows()
+            photo = output_size.photo_square(array, out.side, output.fit)
+        return _Request(index, prepared, vector, seed, geometry, out, photo)
 
     # ------------------------------------------------------------------ motion
 
@@ -366,24 +440,32 @@ class Generator:
     def infer(self, images: np.ndarray, motions: np.ndarray) -> np.ndarray:
         """One engine call: float32 images [B, 3, S, S] in [-1, 1] and motions [B, motion_dim] ->
         videos [B, 3, T, S, S] in [-1, 1]. The building block of everything above; counted in `stats`."""
+        return self._infer(images, motions)[0]
+
+    def _infer(self, images: np.ndarray, motions: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """`infer`, with the artifact's flows [B, 2, T, S/2, S/2] (None where it has none)."""
         start = time.perf_counter()
         with self._engine_lock:
-            video = self.backend.run({"image": images, "motion": motions})["video"]
+            out = self.backend.run({"image": images, "motion": motions})
         self.stats.engine_seconds += time.perf_counter() - start
+        video = out["video"]
         self.stats.frames_generated += video.shape[0] * video.shape[2]
-        return video
+        return video, out.get("flows")
 
-    def _infer_requests(self, requests: Iterable[_Request]) -> Iterator[tuple[_Request, np.ndarray]]:
-        def batches() -> Iterator[tuple[_Request, np.ndarray]]:
+    def _infer_requests(self, requests: Iterable[_Request]) -> Iterator[_Result]:
+        def batches() -> Iterator[_Result]:
             for batch in chunks(requests, self.batch_size):
-                videos = self.infer(np.stack([r.image for r in batch]), np.stack([r.motion for r in batch]))
-                yield from zip(batch, videos, strict=True)
+                videos, flows = self._infer(
+                    np.stack([r.image for r in batch]), np.stack([r.motion for r in batch])
+                )
+                for i, request in enumerate(batch):
+                    yield request, videos[i], None if flows is None else flows[i]
 
         streamed = isinstance(self.backend, ParallelStreams) and 0 < self.backend.streams <= self.batch_size
         work = self._each(requests) if streamed else batches()
         return background(work, PREFETCH_BATCHES * self.batch_size, "dtvnet-engine")
 
-    def _each(self, requests: Iterable[_Request]) -> Iterator[tuple[_Request, np.ndarray]]:
+    def _each(self, requests: Iterable[_Request]) -> Iterator[_Result]:
         """Requests one at a time on a backend's parallel streams (its `run_each`), none waiting for a
         batch to fill or to finish; `batch_size` only bounds how far the stages run ahead. Engine time
         is the time any request was in flight."""
@@ -400,43 +482,49 @@ class Generator:
         counted = clock.seconds
         for out in backend.run_each(feeds()):
             video = out["video"][0]
+            flows = out.get("flows")
             self.stats.engine_seconds += clock.seconds - counted
             counted = clock.seconds
             self.stats.frames_generated += video.shape[1]
-            yield pending.popleft(), video
+            yield pending.popleft(), video, None if flows is None else flows[0]
 
     def _chain(
         self,
-        image: np.ndarray,
-        geometry: Geometry,
+        first: _Request,
         schedule: Callable[[int], np.ndarray],
         seed: int | None,
         clips: int | None,
-    ) -> Iterator[tuple[_Request, np.ndarray]]:
+    ) -> Iterator[_Result]:
         """Clip k+1 starts from clip k's last frame, as uint8, pre-processed like any image."""
+        image = first.image
         for k in itertools.count() if clips is None else range(clips):
-            request = _Request(k, image, schedule(k), seed, geometry)
-            video = self.infer(image[None], request.motion[None])[0]
+            request = dataclasses.replace(first, index=k, image=image, motion=schedule(k), seed=seed)
+            videos, flows = self._infer(image[None], request.motion[None])
+            video = videos[0]
             next_image = prepare_image(to_uint8_frames(video[:, -1:])[0], self.image_size)
-            yield request, video  # from here on the caller's thread owns `video` (and overwrites it)
+            # from here on the caller's thread owns `video` (and overwrites it)
+            yield request, video, None if flows is None else flows[0]
             image = next_image
 
     # ------------------------------------------------------------------ post-processing (caller's thread)
 
-    def _frames(
-        self, videos: Iterator[tuple[_Request, np.ndarray]], upscale: bool, chained: bool
-    ) -> Iterator[np.ndarray]:
-        for request, video in videos:
+    def _frames(self, videos: Iterator[_Result], chained: bool) -> Iterator[np.ndarray]:
+        carried: np.ndarray | None = None  # guided, chained: the last HD frame of the clip before
+        for request, video, flows in videos:
             first = 1 if chained and request.index > 0 else 0  # frame 0 repeats the frame chained from
-            frames = to_uint8_frames(video[:, first:], overwrite=True)  # one conversion per clip
-            for frame in frames:
-                yield request.geometry.restore(frame) if upscale else frame
+            frames = to_uint8_frames(video, overwrite=True)  # one conversion per clip
+            photo = carried if first and carried is not None else request.photo
+            for frame in _render(request.out, frames, flows, photo, first):
+                if chained and request.out is not None and request.out.hd:
+                    carried = frame
+                yield request.out.crop(frame) if request.out is not None else frame
 
-    def _clips(self, videos: Iterator[tuple[_Request, np.ndarray]], upscale: bool) -> Iterator[Clip]:
-        for request, video in videos:
+    def _clips(self, videos: Iterator[_Result]) -> Iterator[Clip]:
+        for request, video, flows in videos:
             frames = to_uint8_frames(video, overwrite=True)
-            if upscale:
-                frames = np.stack([request.geometry.restore(f) for f in frames])
+            if request.out is not None:
+                out = request.out
+                frames = np.stack([out.crop(f) for f in _render(out, frames, flows, request.photo, 0)])
             yield Clip(request.index, frames, request.motion, request.seed)
 
     def _timed(self, items: Iterator[np.ndarray] | Iterator[Clip]) -> Iterator:  # type: ignore[type-arg]
@@ -455,3 +543,20 @@ class Generator:
                 close()
             self.stats.frames_delivered += delivered
             self.stats.wall_seconds += time.perf_counter() - start
+
+
+def _render(
+    out: OutputSize | None, frames: np.ndarray, flows: np.ndarray | None, photo: np.ndarray | None, first: int
+) -> Iterator[np.ndarray]:
+    """Frames `first`.. of one clip at the output's square side (before any letterbox crop)."""
+    if out is None:
+        yield from frames[first:]
+    elif not out.hd:
+        for frame in frames[first:]:
+            yield out.resize(frame)
+    else:
+        from runtime import hd  # only HD runs load the renderer
+
+        assert flows is not None and photo is not None
+        per_frame = np.moveaxis(flows, 1, 0)  # [2, T, h, w] -> T of [2, h, w]
+        yield from itertools.islice(hd.render(photo, frames, per_frame), first, None)

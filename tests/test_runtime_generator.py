@@ -34,7 +34,7 @@ def generator(tiny_artifacts) -> Generator:
 def reference_frames(model_dir: Path, image: np.ndarray, motion: np.ndarray) -> np.ndarray:
     """The frames straight from an ONNX Runtime session, pre/post-processed by the spec."""
     session = ort.InferenceSession(str(model_dir / "model.onnx"), providers=["CPUExecutionProvider"])
-    (video,) = session.run(None, {"image": prepare_image(image, 32)[None], "motion": motion[None]})
+    (video,) = session.run(["video"], {"image": prepare_image(image, 32)[None], "motion": motion[None]})
     return to_uint8_frames(video[0])
 
 
