@@ -348,6 +348,22 @@ def test_training_helpers():
     assert training_check.nccl_result("nothing") is None
 
 
+def test_tensorrt_section_without_tensorrt(monkeypatch):
+    import importlib
+
+    real = importlib.import_module
+
+    def no_tensorrt(name, *args, **kwargs):
+        if name == "tensorrt":
+            raise ImportError("No module named 'tensorrt'")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(importlib, "import_module", no_tensorrt)
+    section = Section("tensorrt", 10, {})
+    system.tensorrt(section, quick=True)
+    assert section.result == {"tensorrt": "TensorRT not installed"}
+
+
 def test_pytest_summary_line():
     out = "....\n=========== 3 passed, 120 deselected in 4.20s ===========\n"
     assert system.summary_line(out) == "3 passed, 120 deselected in 4.20s"

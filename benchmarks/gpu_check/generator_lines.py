@@ -10,6 +10,7 @@ The fp32 line is true float32 (cuDNN's TF32 off); "fp32 TF32" is PyTorch's defau
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
 from collections.abc import Callable
@@ -102,8 +103,10 @@ def _runner(module: Any, variant: Variant, image: Any, motion: Any) -> Callable[
     motion = motion.to(dtypes[variant.dtype])
     if variant.channels_last:
         image = image.contiguous(memory_format=torch.channels_last)
-    autocast = torch.autocast(
-        image.device.type, dtype=dtypes[variant.autocast or "fp32"], enabled=bool(variant.autocast)
+    autocast = (
+        torch.autocast(image.device.type, dtype=dtypes[variant.autocast])
+        if variant.autocast
+        else contextlib.nullcontext()
     )
 
     def call() -> Any:
