@@ -197,6 +197,14 @@ def test_demo_refuses_its_earlier_outputs_without_force(tmp_path: Path, capsys, 
     assert "only replaces a folder of frames" in capsys.readouterr().err and snapshot(out) == before
 
 
+def test_every_exported_artifact_is_an_artifact_folder(tiny_exports: Path):
+    """`dtvnet export --force` may replace each artifact it wrote (none looks like another kind)."""
+    folders = sorted(p for p in tiny_exports.iterdir() if p.is_dir())
+    assert [p.name for p in folders] == ["ofe-fp32", "onnx-fp16", "onnx-fp32"]
+    for folder in folders:
+        assert fsutil.describe_folder(folder).startswith("an artifact folder (manifest.json, model.onnx")
+
+
 def test_folder_kinds_match_what_the_commands_write():
     """The kinds are data in runtime (which may not import training or export): their tags and names must
     follow the writers'."""
