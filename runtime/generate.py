@@ -3,12 +3,13 @@
 Usage:
     dtvnet generate IMAGE --artifact A --out out.mp4 [--seed S] [--motion-from video.mp4] [--clips N]
                     [--fps 25] [--backend auto|onnxruntime|openvino|tensorrt|torch|triton] [--device D]
-                    [--fit crop|letterbox] [--upscale] [--transition K] [--sheet sheet.png] [--batch-size B]
-                    [--force] [--crf Q]
+                    [--fit crop|letterbox] [--size N|input] [--render guided|resize] [--transition K]
+                    [--sheet sheet.png] [--batch-size B] [--force] [--crf Q]
     dtvnet generate --images DIR --artifact A --out DIR [--format mp4|gif|png|frames] [--seed S] ...
 
 --out picks the format by suffix: .mp4 (H.264), .webm (VP9), .gif, .png (a contact sheet) or a folder
 name (png frames); --crf sets the video quality. Ctrl-C keeps the frames made so far in OUT.partial.mp4.
+--size renders above the model's side: the model's motion and colour with the photo's own detail.
 The artifact may also be the URL of a model on a Triton server (http://HOST:8000/v2/models/NAME).
 With --images, every photo in the folder becomes a clip in --out, batched and resumable (runtime.batch).
 """
@@ -29,6 +30,7 @@ from runtime.errors import OutputPathError
 from runtime.fsutil import ensure_writable_dir, refuse_overwrite
 from runtime.generator import Generator
 from runtime.imaging import FITS
+from runtime.output_size import RENDERS, SizeError, check_size
 from runtime.writers import FrameWriter, StoppedEarly, check_crf, open_writer, output_kind
 
 
@@ -50,6 +52,14 @@ def check_outputs(out: Path, sheet: Path | None, force: bool) -> None:
     for path in (out, sheet) if sheet is not None else (out,):
         refuse_overwrite(path, force, "frames folder" if output_kind(path) == "frames" else "output")
         ensure_writable_dir(path.parent)
+
+
+def size_argument(text: str) -> int | str:
+    """--size: a side in pixels or 'input', checked by the same rule as `Generator(size=)`."""
+    try:
+        return check_size(text)  # type: ignore[return-value]
+    except SizeError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_crf_argument(parser: argparse.ArgumentParser) -> None:
@@ -132,8 +142,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, help="engine batch size (default: from the artifact)")
     parser.add_argument("--fit", default="crop", choices=FITS, help="crop the central square or letterbox")
     parser.add_argument(
-        "--upscale", action="store_true", help="frames at the input's size instead of the model's"
+        "--size",
+        type=size_argument,
+        help="frames at N pixels (crop: the square's side; letterbox: the long side) or 'input' (the "
+        "photo's own size) instead of the model's",
     )
+    parser.add_argument(
+        "--render",
+        choices=RENDERS,
+        help="above the model's size: 'guided' (default: the model's motion, the photo's detail) or "
+        "'resize' (plain interpolation)",
+    )
+    parser.add_argument("--upscale", action="store_true", help="the same as --size input")
     parser.add_argument("--sheet", type=Path, help="also write the first clip as a contact sheet png")
     parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
     add_crf_argument(parser)
@@ -161,6 +181,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             seed=args.seed,
             transition=args.transition,
             fit=args.fit,
+            size=args.size,
+            render=args.render,
             upscale=args.upscale,
         )
         total = frame_count(gen.frames, args.clips)
@@ -190,6 +212,8 @@ def generate_batch(args: argparse.Namespace) -> int:
                 seed=args.seed,
                 motion_from=args.motion_from,
                 fit=args.fit,
+                size=args.size,
+                render=args.render,
                 upscale=args.upscale,
                 fps=args.fps,
                 force=args.force,

@@ -14,14 +14,16 @@ import cv2
 import numpy as np
 import onnx
 import pytest
+from PIL import Image
 
 from export.manifest import read_manifest, write_manifest
-from runtime import Generator, hd
+from runtime import Generator, cli, hd
 from runtime.errors import ArtifactError
 from runtime.fsutil import sha256_file
 from runtime.imaging import prepare_image, to_uint8_frames
 from runtime.motion import seeded_vector
 from runtime.output_size import SizeError, photo_square
+from tests.test_runtime_writers import read_mp4
 
 # A photo with detail the 32 px model cannot hold: fine stripes over a smooth gradient.
 _ys, _xs = np.mgrid[0:120, 0:160]
@@ -140,3 +142,22 @@ def test_an_artifact_without_flows_runs_at_model_size_and_refuses_hd(tiny_artifa
             assert "re-export" in str(caught.value)
         with pytest.raises(ArtifactError, match="exported before flows"):
             gen.run(PHOTO, seed=1, size="input")  # known once the photo is read, still before any frame
+
+
+def test_generate_command_in_hd(tiny_artifacts, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    photo = tmp_path / "photo.png"
+    Image.fromarray(PHOTO).save(photo)
+    out = tmp_path / "hd.mp4"
+    args = ["generate", str(photo), "--artifact", str(tiny_artifacts[1]), "--seed", "3"]
+    assert cli.main([*args, "--out", str(out), "--size", "96"]) == 0
+    frames = read_mp4(out)
+    assert len(frames) == 8 and frames[0].shape == (96, 96, 3)
+    folder = tmp_path / "frames"
+    assert cli.main([*args, "--out", str(folder), "--size", "input", "--render", "resize"]) == 0
+    assert Image.open(folder / "frame_00007.png").size == (120, 120)
+    capsys.readouterr()
+    for bad, said in (("0", "outside 1..16384"), ("-3", "outside 1..16384"), ("1e3", "not a number")):
+        with pytest.raises(SystemExit) as exited:
+            cli.main([*args, "--out", str(tmp_path / "bad.mp4"), "--size", bad])
+        assert exited.value.code == 2 and said in capsys.readouterr().err
+    assert not (tmp_path / "bad.mp4").exists()
