@@ -50,6 +50,7 @@ class EndToEnd:
     first_frame_ms: float
     runs: list[float]
     encode_ms_per_frame: float  # CPU time of writing the warm-up's frames to mp4, alone, per frame
+    size: int | None = None  # output side (guided HD rendering); None: the model's
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -64,6 +65,7 @@ class EndToEnd:
             "runs_frames_per_s": self.runs,
             "encode_ms_per_frame": self.encode_ms_per_frame,
             "path": "stream (dtvnet generate --clips)" if self.batch == 1 else "run_many, batched",
+            "size": self.size,
         }
 
 
@@ -82,18 +84,27 @@ def write_photos(folder: Path, count: int = PHOTOS) -> list[Path]:
     return paths
 
 
-def _frames(generator: Generator, photos: list[Path], batch: int, clips: int) -> Iterator[np.ndarray]:
+def _frames(
+    generator: Generator, photos: list[Path], batch: int, clips: int, size: int | None = None
+) -> Iterator[np.ndarray]:
     if batch == 1:
-        yield from generator.stream(photos[0], clips=clips, seed=0)
+        yield from generator.stream(photos[0], clips=clips, seed=0, size=size)
         return
-    for clip in generator.run_many((photos[i % len(photos)] for i in range(clips)), seed=0):
+    for clip in generator.run_many((photos[i % len(photos)] for i in range(clips)), seed=0, size=size):
         yield from clip.frames
 
 
 def measure_end_to_end(
-    artifact: Path, backend: str | None, device: str, batch: int, clips: int, repeats: int
+    artifact: Path,
+    backend: str | None,
+    device: str,
+    batch: int,
+    clips: int,
+    repeats: int,
+    size: int | None = None,
 ) -> EndToEnd:
     """The median of `repeats` end-to-end runs of `clips` clips each, after a warm-up run of `batch` clips.
+    size: frames at that side (guided HD rendering above the model's side, as `dtvnet generate --size`).
 
     Before each run the engine alone is timed on as many clips, in batched `Generator.infer` calls as the
     engine line times it, in the same process and moment, so that the end-to-end / engine ratio is not
@@ -104,7 +115,7 @@ def measure_end_to_end(
         Generator(artifact, backend=backend or "auto", device=device, batch_size=batch) as generator,
     ):
         photos = write_photos(Path(tmp), 1 if batch == 1 else min(PHOTOS, clips))  # a stream reads one
-        warmup = list(_frames(generator, photos, batch, batch))
+        warmup = list(_frames(generator, photos, batch, batch, size))
         write_frames(warmup, Path(tmp) / "warmup.mp4", FPS)
         cpu = time.thread_time()  # what this content costs the encoder (noise costs far more than a sky)
         write_frames(warmup, Path(tmp) / "warmup.mp4", FPS)
@@ -119,7 +130,8 @@ def measure_end_to_end(
             alone.append(math.ceil(clips / batch) * batch * generator.frames / (time.perf_counter() - start))
             generator.stats = Throughput()
             start = time.perf_counter()
-            out = write_frames(_frames(generator, photos, batch, clips), Path(tmp) / f"run{i}.mp4", FPS)
+            made = _frames(generator, photos, batch, clips, size)
+            out = write_frames(made, Path(tmp) / f"run{i}.mp4", FPS)
             wall = time.perf_counter() - start
             frames = frame_count(generator.frames, clips) if batch == 1 else clips * generator.frames
             if not out.is_file():
@@ -137,4 +149,5 @@ def measure_end_to_end(
         first_frame_ms=1e3 * statistics.median(first),
         runs=[round(r, 1) for r in rates],
         encode_ms_per_frame=encode_ms,
+        size=size,
     )

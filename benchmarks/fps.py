@@ -43,6 +43,7 @@ from benchmarks.artifacts import (
     export_artifacts,
     natural_checkpoint,
 )
+from benchmarks.e2e import PHOTO_SIDE as HD_SIDE
 from benchmarks.e2e import measure_end_to_end
 from benchmarks.machine import (
     bf16_matmul_peak,
@@ -243,9 +244,10 @@ def add_end_to_end(
     repeats: int,
     keys: Collection[str] | None = None,
     field: str = "e2e",
+    size: int | None = None,
 ) -> None:
     """End-to-end runs for every line the runtime can run (or those of `keys`), at each batch, from the
-    artifacts of `context`; stored in the line's entry under `field`."""
+    artifacts of `context`, frames at the model's side or at `size`; stored in the entry under `field`."""
     for entry in entries:
         item = lines_lib.line(entry["key"])
         if item.runtime_backend is None or (keys is not None and item.key not in keys):
@@ -254,7 +256,9 @@ def add_end_to_end(
         clips = max(2 * batch, math.ceil(seconds * entry["clips_per_s"] / batch) * batch)
         print(f"end to end: {item.label}, batch {batch}, {clips} clips...", file=sys.stderr, flush=True)
         artifact, kwargs = lines_lib.runtime_artifact(item, context)
-        result = measure_end_to_end(artifact, kwargs["backend"], kwargs["device"], batch, clips, repeats)
+        result = measure_end_to_end(
+            artifact, kwargs["backend"], kwargs["device"], batch, clips, repeats, size=size
+        )
         entry[field] = {**result.to_dict(), "vs_engine": result.fps / entry["frames_per_s"]}
 
 
@@ -360,6 +364,7 @@ def summarize(entries: list[dict[str, Any]], quality: dict[str, Any] | None) -> 
         **ceiling_summary("best", best, best_ref),
         "best_e2e_vs_engine": (best.get("e2e") or {}).get("vs_engine_alone"),
         "best_e2e_natural_vs_engine": (best.get("e2e_natural") or {}).get("vs_engine_alone"),
+        "best_e2e_hd_vs_engine": (best.get("e2e_hd") or {}).get("vs_engine_alone"),
         **(
             {
                 "fitted_key": fitted["key"],
@@ -425,6 +430,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         best = best_path(entries)
         if natural is not None and best is not None:  # also on natural frames
             add_end_to_end(entries, natural, seconds, repeats, keys={best["key"]}, field="e2e_natural")
+        if best is not None:  # and in HD: guided rendering at the photos' 512 px, on the frames a trained
+            # model makes where there is one (the detail's fading depends on them)
+            hd_context = natural or context
+            add_end_to_end(
+                entries, hd_context, seconds, repeats, keys={best["key"]}, field="e2e_hd", size=HD_SIDE
+            )
     qualities: list[dict[str, Any]] = []
     if not args.no_quality:
         where = {Path(checkpoint): exports, **({natural.checkpoint: natural.exports} if natural else {})}

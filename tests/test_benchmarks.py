@@ -211,6 +211,10 @@ def test_quick_benchmark_writes_results(tmp_path: Path, monkeypatch: pytest.Monk
         e2e = entries[key]["e2e"]
         assert e2e["frames"] > 0 and e2e["vs_engine"] > 0 and e2e["vs_engine_alone"] > 0
         assert "e2e_natural" not in entries[key]
+    hd = entries[results["summary"]["best_key"]]["e2e_hd"]  # the best path also end to end at 512 px
+    assert hd["size"] == 512 and hd["frames"] > 0 and hd["vs_engine_alone"] > 0
+    assert results["summary"]["best_e2e_hd_vs_engine"] == hd["vs_engine_alone"]
+    assert "512 px guided" in (tmp_path / "results" / "ci.md").read_text()
     assert entries["ov-int8"]["psnr_db"] >= 35.0 and entries["ov-fp32"]["psnr_db"] > 80
     assert "onnxruntime" in results["machine"]["libraries"] and len(results["machine"]["load_after"]) == 3
     assert results["peak_fp32_gflops"] > 0 and results["summary"]["best_key"] != "reference"
