@@ -205,6 +205,7 @@ def run(section: Section, quick: bool) -> None:
     cfg = ckpt_io.read_info(checkpoint)["config"]
     gflop = generator_flops(cfg) / 1e9
     out["model"] = {"checkpoint": str(checkpoint), "gflop_per_clip": gflop, "frames": cfg.frames}
+    out["variants"] = [{"line": v.key, "what": v.label} for v in VARIANTS]
     model = GeneratorGraph(ckpt_io.load(checkpoint, components=["generator"]).generator()).cuda().eval()
     previous_tf32 = torch.backends.cudnn.allow_tf32
     try:
