@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import csv
+import shutil
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+from runtime import cli
 from runtime.errors import ConfigMismatchError, OutputPathError
 from training import checkpoint as ckpt_io
 from training import train as train_mod
@@ -124,8 +126,6 @@ def test_refusals(tiny_data: Path, tmp_path: Path, straight_run: Path, capsys):
 
 def test_checkpoint_init_force_keeps_a_training_run(straight_run: Path, capsys):
     """The README's `dtvnet checkpoint init runs/tiny ... --force` after `dtvnet train --out runs/tiny`."""
-    from runtime import cli
-
     before = sorted(p.relative_to(straight_run) for p in straight_run.rglob("*"))
     args = ["checkpoint", "init", str(straight_run), "--preset", "tiny", "--seed", "0", "--force"]
     assert cli.main(args) == 2
@@ -133,6 +133,26 @@ def test_checkpoint_init_force_keeps_a_training_run(straight_run: Path, capsys):
     assert out == "" and f"{str(straight_run)!r} holds a training run (checkpoints/, latest" in err
     assert sorted(p.relative_to(straight_run) for p in straight_run.rglob("*")) == before
     assert latest_checkpoint(straight_run).is_dir()
+
+
+def test_a_failed_start_leaves_nothing_a_retry_refuses(tiny_data: Path, tmp_path: Path, capsys):
+    """--data that does not exist creates no run folder; a data file that cannot be decoded stops the
+    start after the folder exists, and the plain retry (with the data fixed) is accepted."""
+    run = tmp_path / "run"
+    args = ["--out", str(run), "--preset", "tiny", "--batch", "2", "--steps", "1", "--no-progress"]
+    assert cli.main(["train", "--data", str(tmp_path / "nope"), *args]) == 2
+    assert "nope" in capsys.readouterr().err and not run.exists()
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data, ignore=shutil.ignore_patterns(".flowcache"))
+    frame = sorted((data / "sky_train").rglob("*.jpg"))[0]
+    good = frame.read_bytes()
+    frame.write_bytes(b"not a jpeg")
+    assert cli.main(["train", "--data", str(data), *args]) == 2
+    assert frame.name in capsys.readouterr().err
+    assert sorted(p.name for p in run.iterdir()) == ["train_config.json"]
+    frame.write_bytes(good)
+    assert cli.main(["train", "--data", str(data), *args]) == 0
+    assert latest_checkpoint(run).name == "step_00000001"
 
 
 def test_cli_trains_and_resumes_with_stored_options(tiny_data: Path, tmp_path: Path, capsys):
