@@ -1,19 +1,22 @@
-"""`dtvnet demo`: no arguments, no network. The bundled demo model makes a time-lapse of a procedural
-landscape and writes an mp4 and a contact sheet.
+"""`dtvnet demo`: no arguments, no network. The bundled demo model makes an HD time-lapse of a
+procedural landscape and writes it as an H.264 mp4 with a contact sheet.
 
 The landscape is the first frame of a procedural clip (`training.data.synth`, scenes the model never
-trained on) whose clouds drift with a known wind; by default the model is given the motion of that
-clip (through the flow encoder) and asked to animate the still frame like it.
+trained on) whose clouds drift with a known wind, rendered at 512 px; the model sees its downsample and
+by default is given the motion of that clip (through the flow encoder) and asked to animate the still
+frame like it. timelapse.mp4 is rendered at 512 px by guided rendering (`runtime.hd`: the model's
+motion and colour, the landscape's own detail); timelapse_model.mp4 holds the model's own frames.
 
 The first run exports the demo checkpoint to ONNX in the user cache ($XDG_CACHE_HOME/dtvnet or
 ~/.cache/dtvnet, keyed by the checkpoint); later runs reuse that export and never import torch.
 
 Usage:
-    dtvnet demo [--checkpoint CKPT] [--out dtvnet-demo] [--seed 0] [--motion scene|seed] [--clips 4] [--force]
+    dtvnet demo [--checkpoint CKPT] [--out dtvnet-demo] [--seed 0] [--motion scene|seed] [--clips 4]
+                [--size 512] [--crf Q] [--force]
 
 Like `dtvnet generate`, the demo never overwrites what an earlier run wrote without --force: outputs it
 would replace are refused in one sentence before any work; with --force it replaces its own outputs
-(timelapse.mp4, contact_sheet.png, landscape.png, scene/) and nothing else in --out.
+(timelapse.mp4, timelapse_model.mp4, contact_sheet.png, landscape.png, scene/) and nothing else in --out.
 """
 
 from __future__ import annotations
@@ -21,9 +24,10 @@ from __future__ import annotations
 import argparse
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image
 
@@ -31,9 +35,9 @@ from export.manifest import resolve_artifact, verify_integrity
 from runtime.backends import CHECKPOINT_CONFIG, is_checkpoint
 from runtime.errors import CheckpointError, DTVNetError, OutputPathError
 from runtime.fsutil import atomic_file, ensure_writable_dir, refuse_overwrite, sha256_file, user_cache_dir
-from runtime.generate import add_crf_argument, frame_count, write_stream
+from runtime.generate import add_crf_argument, frame_count, size_argument, write_stream
 from runtime.generator import Generator
-from runtime.writers import check_crf, write_frames
+from runtime.writers import check_crf, contact_sheet, write_frames
 
 log = logging.getLogger(__name__)
 
@@ -99,12 +103,16 @@ def demo_artifact(checkpoint: Path) -> Path:
 
 
 VIDEO_FILE, SHEET_FILE, INPUT_FILE, SCENE_DIR = "timelapse.mp4", "contact_sheet.png", "landscape.png", "scene"
+MODEL_VIDEO_FILE = "timelapse_model.mp4"  # the model's own frames, at its size
+HD_SIDE = 512  # the landscape's side, and the HD video's
+SCENE_SIDE = 256  # the real clip is kept at this side (its motion is the same at any size)
+SHEET_EVERY, SHEET_COLUMNS = 4, 4  # the contact sheet: every 4th HD frame of the first clip, 4 a row
 
 
 def check_outputs(out: Path, with_scene: bool, force: bool) -> None:
     """Refuse, before the model loads, to overwrite an earlier demo's outputs without --force (one rule
     with `dtvnet generate`), and with it to replace anything in their place that the demo did not write."""
-    names = [VIDEO_FILE, SHEET_FILE, INPUT_FILE] + ([SCENE_DIR] if with_scene else [])
+    names = [VIDEO_FILE, MODEL_VIDEO_FILE, SHEET_FILE, INPUT_FILE] + ([SCENE_DIR] if with_scene else [])
     existing = [name for name in names if (out / name).exists()]
     if existing and not force:
         raise OutputPathError(
@@ -113,6 +121,14 @@ def check_outputs(out: Path, with_scene: bool, force: bool) -> None:
         )
     for name in existing:
         refuse_overwrite(out / name, force, "frames folder" if name == SCENE_DIR else "output")
+
+
+def _tee(frames: Iterator[np.ndarray], sheet: list[np.ndarray], clip: int) -> Iterator[np.ndarray]:
+    """`frames`, keeping every SHEET_EVERY-th of the first `clip` in `sheet`."""
+    for i, frame in enumerate(frames):
+        if i < clip and i % SHEET_EVERY == 0:
+            sheet.append(frame)
+        yield frame
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -136,6 +152,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--clips", type=int, default=4, help="chained clips (default 4)")
     parser.add_argument("--fps", type=float, default=25.0)
+    parser.add_argument(
+        "--size",
+        type=size_argument,
+        default=HD_SIDE,
+        help=f"side of the landscape and of timelapse.mp4 in pixels (default {HD_SIDE}); the model sees "
+        "its downsample and timelapse_model.mp4 keeps the model's size",
+    )
     add_crf_argument(parser)
     parser.add_argument(
         "--force", action="store_true", help="replace the outputs of an earlier demo in --out"
@@ -153,25 +176,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     check_outputs(args.out, args.motion == "scene", args.force)
     out = ensure_writable_dir(args.out)
     artifact = demo_artifact(checkpoint)
-    video, sheet = out / VIDEO_FILE, out / SHEET_FILE
+    side = args.size if isinstance(args.size, int) else HD_SIDE  # "input" is the landscape's own side
     with Generator(artifact) as gen:
         if args.motion == "scene" and "flow_encoder" not in gen.manifest.companions:
             print("this checkpoint has no flow encoder: using a seeded motion vector (--motion seed)")
             args.motion = "seed"
-        scene = demo_scene(frames=gen.frames if args.motion == "scene" else 1, seed=args.seed)
+        scene = demo_scene(size=side, frames=gen.frames if args.motion == "scene" else 1, seed=args.seed)
+        landscape = scene[0]
         with atomic_file(out / INPUT_FILE) as tmp:
-            Image.fromarray(scene[0]).save(tmp, format="PNG")
-        motion: Path | None = None
-        if args.motion == "scene":
-            motion = out / SCENE_DIR  # the real clip, whose motion the model is asked to reproduce
-            write_frames(iter(scene), motion, args.fps)
-        frames = gen.stream(scene[0], clips=args.clips, motion=motion, seed=args.seed)
-        written = write_stream(
-            frames, video, args.fps, frame_count(gen.frames, args.clips), sheet, gen.frames, args.crf
+            Image.fromarray(landscape).save(tmp, format="PNG")
+        motion: np.ndarray | None = None
+        source = f"motion seed {args.seed}"
+        if args.motion == "scene":  # the real clip, whose motion the model is asked to reproduce
+            small = [cv2.resize(f, (SCENE_SIDE, SCENE_SIDE), interpolation=cv2.INTER_AREA) for f in scene]
+            write_frames(iter(small), out / SCENE_DIR, args.fps)
+            motion = gen.motion_vector(out / SCENE_DIR)
+            source = f"the motion of {out / SCENE_DIR}/"
+        total = frame_count(gen.frames, args.clips)
+        videos = {VIDEO_FILE: side, MODEL_VIDEO_FILE: None}
+        sheet: list[np.ndarray] = []
+        for name, size in videos.items():
+            frames = gen.stream(landscape, clips=args.clips, motion=motion, seed=args.seed, size=size)
+            if size is not None:  # the contact sheet: HD frames of the first clip
+                frames = _tee(frames, sheet, gen.frames)
+            written = write_stream(frames, out / name, args.fps, total, crf=args.crf)
+            made = f"{side}x{side}, guided" if size is not None else f"{gen.image_size}x{gen.image_size}"
+            print(f"wrote {out / name} ({written} frames at {made}, {source})")
+        with atomic_file(out / SHEET_FILE) as tmp:
+            Image.fromarray(contact_sheet(sheet, SHEET_COLUMNS)).save(tmp, format="PNG")
+        print(
+            f"wrote {out / SHEET_FILE} (every {SHEET_EVERY}th frame of the first clip) and {out / INPUT_FILE}"
         )
-        source = f"the motion of {motion}/" if motion else f"motion seed {gen.last_seed}"
-        print(f"wrote {video} ({written} frames at {gen.image_size}x{gen.image_size}, {source})")
-        print(f"wrote {sheet} (the first clip) and {out / INPUT_FILE} (the input)")
         seconds = time.perf_counter() - start
         print(f"{gen.stats} ({gen.backend.name}, {gen.backend.device}); {seconds:.1f} s in all")
     return 0

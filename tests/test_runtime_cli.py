@@ -211,9 +211,12 @@ def test_demo_exports_once_and_writes_video_and_sheet(tiny_artifacts, tmp_path: 
     assert "first run: exporting the demo model" in printed and "frames/s end-to-end" in printed
     assert f"the motion of {out / 'scene'}/" in printed  # the scene's own clouds drive it by default
     assert len(list((out / "scene").glob("*.png"))) == 8
-    assert len(read_mp4(out / "timelapse.mp4")) == 8 + 3 * 7
-    assert Image.open(out / "contact_sheet.png").size == (8 * 32 + 7 * 2, 32)
-    assert Image.open(out / "landscape.png").size == (256, 256)
+    hd, model = read_mp4(out / "timelapse.mp4"), read_mp4(out / "timelapse_model.mp4")
+    assert len(hd) == len(model) == 8 + 3 * 7
+    assert hd[0].shape == (512, 512, 3) and model[0].shape == (32, 32, 3)
+    assert f"wrote {out / 'timelapse.mp4'} (29 frames at 512x512, guided" in printed
+    assert Image.open(out / "contact_sheet.png").size == (2 * 512 + 2, 512)  # frames 0 and 4, in HD
+    assert Image.open(out / "landscape.png").size == (512, 512)
     exported = list((tmp_path / "cache" / "dtvnet" / "demo").glob("*/onnx-fp32/manifest.json"))
     assert len(exported) == 1
 
@@ -225,10 +228,12 @@ def test_demo_exports_once_and_writes_video_and_sheet(tiny_artifacts, tmp_path: 
     again = ("demo", "--checkpoint", tiny_artifacts[0], "--out", out, "--motion", "seed", "--seed", 5)
     assert dtvnet(*again) == 2  # like `dtvnet generate`, an earlier run's outputs need --force
     assert (
-        "already holds the demo's timelapse.mp4, contact_sheet.png, landscape.png" in capsys.readouterr().err
+        "already holds the demo's timelapse.mp4, timelapse_model.mp4, contact_sheet.png, landscape.png"
+        in capsys.readouterr().err
     )
-    assert dtvnet(*again, "--force") == 0
+    assert dtvnet(*again, "--force", "--size", 96) == 0
     assert "first run" not in (printed := capsys.readouterr().out) and "motion seed 5" in printed
+    assert read_mp4(out / "timelapse.mp4")[0].shape == (96, 96, 3)
 
 
 def test_demo_uses_the_bundled_model_when_installed(tiny_artifacts, tmp_path: Path, capsys, monkeypatch):
