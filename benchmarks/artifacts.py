@@ -68,6 +68,8 @@ def _current(folder: Path, weights_sha256: str, int8_psnr: float | None) -> bool
         return False
     if manifest.source_sha256 != weights_sha256:
         return False
+    if manifest.kind == "generator" and not manifest.has_flows:  # exported before flows were in artifacts
+        return False
     if int8_psnr is None:
         return True
     made = manifest.extra.get("int8", {})

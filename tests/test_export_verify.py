@@ -96,7 +96,7 @@ def test_flows_are_checked_like_the_video(tiny_exports: Path):
     artifact = tiny_exports / "onnx-fp32"
     report = read_manifest(artifact / "manifest.json").parity
     flows = report["outputs"]["flows"]
-    assert flows["bound"] == {"max_abs": 1e-4} and flows["max_abs"] < 1e-4 and len(flows["cases"]) == 2
+    assert flows["bound"] == {"max_abs": 3e-4} and flows["max_abs"] < 3e-4 and len(flows["cases"]) == 2
     assert all(case["batch_consistency_max_abs"] < 1e-5 for case in flows["cases"][1:])
     assert bound_for("onnx", "int8", "flows") != bound_for("onnx", "int8")  # flows have their own bounds
     assert all(key in verify.FLOW_BOUNDS for key in verify.BOUNDS)  # every engine/precision bounds both
@@ -106,7 +106,7 @@ def test_flows_are_checked_like_the_video(tiny_exports: Path):
         video, flows = run(inputs)
         return [video, flows + 0.01]  # a video within its bound, flows a hundredth of a pixel off
 
-    with pytest.raises(ParityError, match=r"flows: max abs error 0.01 exceeds 0.0001 at batch 1"):
+    with pytest.raises(ParityError, match=r"flows: max abs error 0.01 exceeds 0.0003 at batch 1"):
         verify_artifact(artifact, runners={"moved": moved_flows}, seed=1)
     with pytest.raises(
         ParityError, match=r"video only gave 1 output\(s\) but the manifest declares video, flows"

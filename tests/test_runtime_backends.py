@@ -337,3 +337,29 @@ def test_an_artifact_exported_before_flows_still_runs_at_model_size(tiny_artifac
         np.testing.assert_allclose(out["video"], new_video, atol=1e-4)
     frames = list(Generator(old_folder).run(feeds["image"][0].transpose(1, 2, 0) * 127.5 + 127.5, seed=0))
     assert len(frames) == 8 and frames[0].shape == (32, 32, 3)
+
+
+def test_the_demo_exports_again_over_a_cache_from_before_flows(
+    tiny_artifacts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    import shutil
+
+    import export.onnx
+    from runtime import demo
+    from runtime.fsutil import sha256_file
+
+    checkpoint, generator, flow_encoder = tiny_artifacts
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    root = tmp_path / "cache" / "dtvnet" / "demo" / sha256_file(checkpoint / "config.json")[:16]
+    root.mkdir(parents=True)
+    shutil.copytree(generator, root / "onnx-fp32")
+    shutil.copytree(flow_encoder, root / "ofe-fp32")
+    assert demo.demo_artifact(checkpoint) == root / "onnx-fp32"  # a current cache is reused as it is
+    exported = []
+    monkeypatch.setattr(
+        export.onnx, "export_generator", lambda ckpt, out, **kw: exported.append(out) or generator
+    )
+    monkeypatch.setattr(export.onnx, "export_flow_encoder", lambda ckpt, out, **kw: flow_encoder)
+    shutil.rmtree(root / "onnx-fp32")
+    strip_flows(generator, root / "onnx-fp32")
+    assert demo.demo_artifact(checkpoint) == generator and exported == [root]  # the old one is not reused

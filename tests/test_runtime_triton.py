@@ -71,6 +71,12 @@ def test_manifest_and_batch_limits_come_from_the_server(server: FakeTriton, repo
         assert served.model_sha256 in on_disk and served.precision == "fp16"
         assert served.batch == {"min": 1, "opt": 8, "max": 8}  # the repository's default 1,4,8 profile
         assert remote.batch_size == 8 and remote.backend.max_batch == 8
+        assert served.has_flows  # the client asks for every output the manifest declares
+        out = remote.backend.run({"image": np.zeros((2, 3, 32, 32)), "motion": np.zeros((2, 32))})
+        assert {name: a.shape for name, a in out.items()} == {
+            "video": (2, 3, 8, 32, 32),
+            "flows": (2, 2, 8, 16, 16),
+        }
         assert "Triton onnxruntime_onnx" in remote.backend.device and "1 x GPU" in remote.backend.device
         with pytest.raises(ArtifactError, match="at most 8, not 9"):
             Generator(server.url("dtvnet"), batch_size=9)
