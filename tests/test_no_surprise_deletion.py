@@ -205,6 +205,27 @@ def test_every_exported_artifact_is_an_artifact_folder(tiny_exports: Path):
         assert fsutil.describe_folder(folder).startswith("an artifact folder (manifest.json, model.onnx")
 
 
+@pytest.mark.parametrize(
+    "what",
+    [
+        "checkpoint folder",
+        "artifact folder",
+        "Triton model version",
+        "data folder",
+        "run folder",
+        "frames folder",
+    ],
+)
+def test_every_folder_output_refuses_a_users_folder_even_with_force(tmp_path: Path, what: str):
+    """Each `what` the writers pass (export.onnx/fp16/int8/trt/aoti, triton, synth, train, generate)."""
+    (tmp_path / "photo.jpg").write_bytes(b"mine")
+    with pytest.raises(
+        OutputPathError, match=r"holds files of its own \(photo\.jpg\); --force only replaces"
+    ):
+        fsutil.refuse_overwrite(tmp_path, True, what)
+    assert (tmp_path / "photo.jpg").read_bytes() == b"mine"
+
+
 def test_folder_kinds_match_what_the_commands_write():
     """The kinds are data in runtime (which may not import training or export): their tags and names must
     follow the writers'."""
