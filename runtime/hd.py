@@ -25,6 +25,7 @@ HD pixels is uint8/int16 where OpenCV saturates for us, with fixed-point remap m
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Literal
@@ -175,9 +176,16 @@ class GuidedRenderer:
             w *= np.exp(-((disagreement / np.float32(p.disagreement)) ** 2))
         return w.astype(np.float32)
 
-    def frame(self, t: int, model_frame: np.ndarray, flow: np.ndarray | None = None) -> np.ndarray:
+    def frame(
+        self,
+        t: int,
+        model_frame: np.ndarray,
+        flow: np.ndarray | None = None,
+        stages: dict[str, float] | None = None,
+    ) -> np.ndarray:
         """HD frame t (uint8 H x W x 3) from the model's frame t and its flow t-1 -> t, [2, S/2, S/2].
-        Frame 0 is the photo (and restarts the stream); later frames come in order."""
+        Frame 0 is the photo (and restarts the stream); later frames come in order. `stages`, if given,
+        receives the seconds each step took (the benchmark's breakdown on a busy machine)."""
         if t == 0:
             self._source = self._grid.copy()
             self._travelled = np.zeros(self.flow_shape, np.float32)
@@ -197,19 +205,45 @@ class GuidedRenderer:
                 f"The model's frame {t} is {model.shape[1]}x{model.shape[0]}, not "
                 f"{self.side[1]}x{self.side[0]} like its frame 0."
             )
+        mark = _Stages(stages)
         self._chain(flow)
         self._t = t
+        mark("chain")
         size = (self.width, self.height)
         w = self.weight(model.astype(np.float32))
+        mark("weight")
         w3 = cv2.resize(cv2.merge([w, w, w]), size, interpolation=cv2.INTER_LINEAR)
-        moved = cv2.resize(self._source - self._grid, size, interpolation=cv2.INTER_LINEAR)
-        moved *= self._scale_hd
+        mark("weight up")
+        # displacement scaled at the small size (linear interpolation commutes with it): one HD pass less
+        moved = cv2.resize((self._source - self._grid) * self._scale_hd, size, interpolation=cv2.INTER_LINEAR)
         moved += self._grid_hd
+        mark("map up")
         map1, map2 = cv2.convertMaps(moved, None, cv2.CV_16SC2)
+        mark("fixed-point map")
         detail = cv2.remap(self.detail, map1, map2, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        mark("remap")
         signed = cv2.subtract(detail, self._offset, dtype=cv2.CV_16S)
         weighted = cv2.multiply(signed, w3, dtype=cv2.CV_16S)
-        return cv2.add(self._up(model), weighted, dtype=cv2.CV_8U)
+        mark("weigh")
+        up = self._up(model)
+        mark("model up")
+        out = cv2.add(up, weighted, dtype=cv2.CV_8U)
+        mark("add")
+        return out
+
+
+class _Stages:
+    """Records the time since the previous mark under each name, when given a dict; else does nothing."""
+
+    def __init__(self, sink: dict[str, float] | None) -> None:
+        self.sink = sink
+        self.last = time.perf_counter() if sink is not None else 0.0
+
+    def __call__(self, name: str) -> None:
+        if self.sink is not None:
+            now = time.perf_counter()
+            self.sink[name] = now - self.last
+            self.last = now
 
 
 def _grid(rows: int, cols: int) -> np.ndarray:
