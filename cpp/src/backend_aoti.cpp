@@ -75,7 +75,9 @@ class AotiBackend final : public Backend {
       throw ArtifactError("Running '" + manifest_.model_file + "' failed (" + first_line(exc.what()) + ").");
     }
     const std::vector<std::int64_t> expected{batch, 3, t, s, s};
-    if (outputs.size() != 1 || outputs[0].sizes().vec() != expected || outputs[0].scalar_type() != at::kFloat) {
+    // outputs[0] is the video; the flows after it (artifacts that have them) are not used at model size
+    if (outputs.size() != manifest_.outputs.size() || outputs[0].sizes().vec() != expected ||
+        outputs[0].scalar_type() != at::kFloat) {
       throw ManifestError(manifest_.where + " promises video " + format_shape(expected) +
                           " float32, but the model returned something else; re-export the artifact.");
     }

@@ -101,9 +101,11 @@ class TensorRtBackend final : public Backend {
   std::vector<float> run(const float* image, const float* motion, int batch) override {
     const std::int64_t s = manifest_.image_size, d = manifest_.motion_dim, t = manifest_.frames;
     const std::size_t n_image = batch * 3 * s * s, n_motion = batch * d, n_video = batch * 3 * t * s * s;
+    const bool has_flows = manifest_.outputs.size() == 2;  // bound but not copied back: model-size output
     image_.reserve(n_image * sizeof(float));
     motion_.reserve(n_motion * sizeof(float));
     video_.reserve(n_video * sizeof(float));
+    if (has_flows) flows_.reserve(batch * 2 * t * (s / 2) * (s / 2) * sizeof(float));
     cuda_check(cudaMemcpyAsync(image_.ptr, image, n_image * sizeof(float), cudaMemcpyHostToDevice, stream_),
                "copy the image to the GPU");
     cuda_check(cudaMemcpyAsync(motion_.ptr, motion, n_motion * sizeof(float), cudaMemcpyHostToDevice, stream_),
@@ -112,7 +114,8 @@ class TensorRtBackend final : public Backend {
                     context_->setInputShape("motion", nvinfer1::Dims2{batch, d}) &&
                     context_->setTensorAddress("image", image_.ptr) &&
                     context_->setTensorAddress("motion", motion_.ptr) &&
-                    context_->setTensorAddress("video", video_.ptr) && context_->enqueueV3(stream_);
+                    context_->setTensorAddress("video", video_.ptr) &&
+                    (!has_flows || context_->setTensorAddress("flows", flows_.ptr)) && context_->enqueueV3(stream_);
     if (!ok) {
       throw ArtifactError("TensorRT could not run a batch of " + std::to_string(batch) + " (" + logger_.last_error +
                           "); check the engine's batch range in " + manifest_.where + ".");
@@ -131,7 +134,7 @@ class TensorRtBackend final : public Backend {
   std::unique_ptr<nvinfer1::ICudaEngine> engine_;
   std::unique_ptr<nvinfer1::IExecutionContext> context_;
   cudaStream_t stream_ = nullptr;
-  DeviceBuffer image_, motion_, video_;
+  DeviceBuffer image_, motion_, video_, flows_;
 };
 
 }  // namespace

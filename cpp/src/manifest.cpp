@@ -267,10 +267,12 @@ void validate_generator(const Manifest& m) {
   expect_tensor(m, m.input("image"), {kBatch, 3, s, s});
   expect_tensor(m, m.input("motion"), {kBatch, d});
   expect_tensor(m, m.output("video"), {kBatch, 3, t, s, s});
-  if (m.inputs.size() != 2 || m.outputs.size() != 1) {
+  // flows (half resolution) are a second output since they became part of the artifact; older ones lack it
+  if (m.outputs.size() == 2) expect_tensor(m, m.output("flows"), {kBatch, 2, t, s / 2, s / 2});
+  if (m.inputs.size() != 2 || m.outputs.size() < 1 || m.outputs.size() > 2) {
     throw ManifestError(m.where + " lists " + std::to_string(m.inputs.size()) + " inputs and " +
                         std::to_string(m.outputs.size()) +
-                        " outputs; a generator has image, motion -> video; " + kReexport + ".");
+                        " outputs; a generator has image, motion -> video (and flows); " + kReexport + ".");
   }
 }
 
