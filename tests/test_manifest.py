@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
 
 from export.manifest import (
+    FLOWS_DESCRIPTION,
     Manifest,
     generator_io,
     read_manifest,
@@ -46,6 +48,9 @@ def test_round_trip(tmp_path: Path):
     assert read_manifest(tmp_path / "a" / "manifest.json") == written
     assert written.input("motion").shape == ["batch", 32]
     assert written.output("video").shape == ["batch", 3, 8, 32, 32]
+    flows = read_manifest(tmp_path / "a" / "manifest.json").output("flows")  # with its meaning, in the JSON
+    assert flows.shape == ["batch", 2, 8, 16, 16] and flows.description == FLOWS_DESCRIPTION
+    assert written.has_flows and not dataclasses.replace(written, outputs=written.outputs[:1]).has_flows
 
 
 @pytest.mark.parametrize("name", ["a", "a/manifest.json", "a/model.onnx"])
