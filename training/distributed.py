@@ -22,6 +22,7 @@ each checkpoint); only rank 0 writes checkpoints, metrics and progress bars.
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import logging
 import os
@@ -38,6 +39,15 @@ from torch.nn.parallel import DistributedDataParallel
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# The group every collective of training runs in (DDP's included): created and destroyed by
+# `process_group`, None outside it. Not the default group; `process_group` says why.
+_group: dist.ProcessGroup | None = None
+
+
+def training_group() -> dist.ProcessGroup | None:
+    """The process group that training's collectives use (None when not under torchrun)."""
+    return _group
 
 
 def env_world_size() -> int:
@@ -73,15 +83,28 @@ def process_group(device: torch.device) -> Iterator[None]:
 
     NCCL for CUDA devices (each process on cuda:LOCAL_RANK), gloo on CPU. Does nothing without torchrun
     (WORLD_SIZE unset or 1) or when the caller has initialized torch.distributed itself.
+
+    Every collective runs in a group of its own (`training_group`), which is really torn down on the
+    way out, its worker threads joined while the interpreter is alive: a gloo worker thread that drops
+    the last reference to a finished collective takes the GIL to free the Python state captured with it,
+    and if the interpreter is already finalizing, that thread is unwound inside a noexcept destructor and
+    the process aborts ("terminate called without an active exception", SIGABRT; issue 24). The default
+    group cannot be that group: constructing DistributedDataParallel keeps it alive in C++ after
+    `destroy_process_group` (torch 2.13), so its threads outlive us; it stays idle, with no collective
+    whose destruction could still be pending at exit. So the caller must drop every object that holds
+    the training group (the DDP wrappers: `Trainer.release`) before leaving the block.
     """
+    global _group
     if env_world_size() <= 1 or dist.is_initialized():
         yield
         return
     if device.type == "cuda":
         torch.cuda.set_device(device)
         dist.init_process_group("nccl", device_id=device)
+        _group = dist.new_group(device_id=device)
     else:
         dist.init_process_group("gloo")
+        _group = dist.new_group()
     quiet = logging.getLogger("training")
     level = quiet.level
     if dist.get_rank() != 0:
@@ -90,12 +113,16 @@ def process_group(device: torch.device) -> Iterator[None]:
         yield
     finally:
         quiet.setLevel(level)
+        group, _group = _group, None
+        gc.collect()  # DDP wrappers in reference cycles would keep the group (and its threads) alive
+        dist.destroy_process_group(group)
+        del group  # the last reference: the group joins its worker threads here
         dist.destroy_process_group()
 
 
 def barrier() -> None:
     if rank_and_world()[1] > 1:
-        dist.barrier()
+        dist.barrier(group=_group)
 
 
 def on_main_process(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -110,7 +137,7 @@ def on_main_process(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
             outcome = [(True, fn(*args, **kwargs))]
         except Exception as exc:
             outcome = [(False, exc)]
-    dist.broadcast_object_list(outcome, src=0)
+    dist.broadcast_object_list(outcome, src=0, group=_group)
     ok, value = outcome[0]
     if not ok:
         raise value
@@ -123,7 +150,7 @@ class _AllReduceSum(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, tensor: torch.Tensor) -> torch.Tensor:
         total = tensor.clone(memory_format=torch.contiguous_format)
-        dist.all_reduce(total)
+        dist.all_reduce(total, group=_group)
         return total
 
     @staticmethod
@@ -230,7 +257,9 @@ def data_parallel(module: nn.Module, device: torch.device) -> nn.Module:
         return module
     GlobalBatchNorm.convert(module)
     device_ids = [device] if device.type == "cuda" else None
-    return DistributedDataParallel(module, device_ids=device_ids, forward_sync_buffers=False)
+    return DistributedDataParallel(
+        module, device_ids=device_ids, forward_sync_buffers=False, process_group=_group
+    )
 
 
 def mean_over_processes(values: dict[str, float], stop: bool = False) -> tuple[dict[str, float], bool]:
@@ -239,9 +268,9 @@ def mean_over_processes(values: dict[str, float], stop: bool = False) -> tuple[d
     if rank_and_world()[1] == 1:
         return values, stop
     packed = torch.tensor([*values.values(), float(stop)], dtype=torch.float64)
-    if dist.get_backend() == "nccl":
+    if dist.get_backend(_group) == "nccl":
         packed = packed.cuda()
-    dist.all_reduce(packed)
+    dist.all_reduce(packed, group=_group)
     packed = packed.cpu() / rank_and_world()[1]
     return dict(zip(values, packed[:-1].tolist(), strict=True)), bool(packed[-1] > 0)
 
@@ -256,7 +285,7 @@ def check_replicas(*modules: nn.Module) -> None:
             digest.update(key.encode())
             digest.update(value.detach().cpu().reshape(-1).view(torch.uint8).numpy().tobytes())
     digests: list[str | None] = [None] * rank_and_world()[1]
-    dist.all_gather_object(digests, digest.hexdigest())
+    dist.all_gather_object(digests, digest.hexdigest(), group=_group)
     if len(set(digests)) != 1:
         raise RuntimeError(
             "the data-parallel processes hold different weights (a bug: every update is meant to be "

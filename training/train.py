@@ -174,6 +174,11 @@ class Trainer:
             if wrapped is not module:
                 self.wrapped[name] = wrapped
 
+    def release(self) -> None:
+        """Drop the DDP wrappers: they hold the process group, which `distributed.process_group` must be
+        able to tear down (joining its threads) before the interpreter exits."""
+        self.wrapped.clear()
+
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
         """float16 autocast on CUDA (bfloat16 on CPU, where --amp on is only useful for testing)."""
         dtype = torch.float16 if self.device.type == "cuda" else torch.bfloat16
@@ -571,7 +576,8 @@ def train(
     """
     run = Path(run)
     dev = resolve_device(device)
-    with distributed.process_group(dev):
+    # `cleanup` closes before the process group does, so the group's last holders are gone by then.
+    with distributed.process_group(dev), contextlib.ExitStack() as cleanup:
         config.validate(rank_and_world()[1])
         config = distributed.on_main_process(check_run, config, run, resume, force)
         clips = find_training_clips(config)  # every input is checked before the run folder is created
@@ -579,6 +585,7 @@ def train(
             distributed.on_main_process(create_run, config, run)
         use_amp = dev.type == "cuda" if amp == "auto" else amp == "on"
         trainer = build_trainer(config, total_steps_for(config, len(clips)), dev, use_amp)
+        cleanup.callback(trainer.release)
         resume_from = latest_checkpoint(run) if resume else None
         if resume_from is not None:
             restore(trainer, resume_from)
