@@ -216,9 +216,9 @@ def check_parity(
     cases: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
     first_sample: dict[str, np.ndarray] = {}
     for batch in batches:
-        inputs = {name: array[:batch] for name, array in largest.items()}
-        expected = named_outputs(manifest, reference(inputs), "PyTorch")
-        actual = named_outputs(manifest, runner(inputs), label)
+        feeds = {name: array[:batch] for name, array in largest.items()}
+        expected = named_outputs(manifest, reference(feeds), "PyTorch")
+        actual = named_outputs(manifest, runner(feeds), label)
         for name in names:
             metrics = compare(actual[name], expected[name], peak_to_peak(manifest, expected[name], name))
             cases[name].append({"batch": batch, **metrics})
