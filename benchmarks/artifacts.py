@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from export.int8 import RECIPE
-from export.manifest import resolve_artifact
+from runtime.manifest import resolve_artifact
 from runtime.errors import CheckpointError, ManifestError
 from runtime.fsutil import user_cache_dir
 
@@ -22,10 +22,10 @@ log = logging.getLogger(__name__)
 
 def demo_checkpoint() -> Path | None:
     """The bundled demo model, if this install has one."""
-    from runtime.demo import default_checkpoint
+    from training.demo import demo_checkpoint as bundled
 
     try:
-        return default_checkpoint()
+        return bundled()
     except CheckpointError:
         return None
 

@@ -23,7 +23,7 @@ import onnx
 
 from export.calibration import landscape_batch
 from export.int8 import conv_sites
-from export.manifest import resolve_artifact
+from runtime.manifest import resolve_artifact
 from runtime.backends.openvino import compile_model, core, cpu_threads, inference_precision
 from runtime.errors import BackendUnavailableError, DTVNetError
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from export.fp16 import FP16_DIR
 from export.int8 import INT8_DIR
-from export.manifest import GENERATOR_DIR
+from runtime.manifest import GENERATOR_DIR
 from export.trt import engine_dir
 from runtime.backends import load_checked, open_artifact
 
@@ -277,7 +277,7 @@ def _load_reference(checkpoint: Path) -> Loaded:
 def _load_autocast(checkpoint: Path, device: str) -> Loaded:
     import torch
 
-    from export.onnx import GeneratorGraph
+    from training.model.deployed import GeneratorGraph
     from training import checkpoint as ckpt_io
 
     module = GeneratorGraph(ckpt_io.load(checkpoint, components=["generator"]).generator()).to(device)

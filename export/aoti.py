@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from export.manifest import graph_io
+from runtime.manifest import graph_io
 from export.onnx import (
     MAX_BATCH,
     default_out_dir,
@@ -120,6 +120,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 if __name__ == "__main__":
     import sys
 
-    from runtime.cli import run_cli
+    from runtime.console import run_cli
 
     sys.exit(run_cli(main))

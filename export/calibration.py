@@ -3,9 +3,9 @@
 Reduced precision is judged on the inputs it will see. Uniform noise, which `export.verify` feeds to
 exact artifacts, makes every activation larger and flatter than a photo does, so int8 ranges calibrated
 on noise waste most of their 256 levels on a real photo, and a PSNR measured on noise says little
-about one. Here each input is `runtime.demo.demo_landscape` (a `training.data.synth` scene) varied
-per seed (crop and zoom, mirror, exposure, contrast, colour balance) and pre-processed exactly as the
-runtime pre-processes a photo; its motion is vector 0 of the same seed's stream (`runtime.motion`).
+about one. Here each input is one of the demo's landscapes (`training.data.demo_scenes`, scenes of
+`training.data.synth`) varied per seed (crop and zoom, mirror, exposure, contrast, colour balance) and
+pre-processed exactly as the runtime pre-processes a photo; its motion is vector 0 of the same seed's stream (`runtime.motion`).
 
 Calibration and checking draw from disjoint seed ranges, so quality is never measured on the images
 the int8 ranges were fitted to. Torch-free.
@@ -19,16 +19,16 @@ from collections.abc import Iterable, Sequence
 import cv2
 import numpy as np
 
-from runtime.demo import demo_landscape
 from runtime.imaging import prepare_image
 from runtime.motion import seeded_vector
+from training.data.demo_scenes import demo_landscape
 
 CALIBRATION_SEEDS = range(1_000, 1_032)  # fit int8 ranges on these
 SELECTION_SEEDS = range(2_000, 2_016)  # choose which layers are int8 on these
 CHECK_SEED_OFFSET = 1 << 20  # parity and quality checks draw seeds from here up
 SOURCE = (
-    "procedural landscapes (runtime.demo.demo_landscape, varied per seed in crop, mirror, exposure, "
-    "contrast and colour) pre-processed like photos, with seeded N(0, I) motion"
+    "procedural landscapes (training.data.demo_scenes.demo_landscape, varied per seed in crop, mirror, "
+    "exposure, contrast and colour) pre-processed like photos, with seeded N(0, I) motion"
 )
 
 

@@ -26,12 +26,12 @@ import torch
 from torch import nn
 
 from export.graph import simplify
-from export.manifest import FLOW_ENCODER_DIR, FLOWS, GENERATOR_DIR, Manifest, graph_io, model_manifest
+from runtime.manifest import FLOW_ENCODER_DIR, FLOWS, GENERATOR_DIR, Manifest, graph_io, model_manifest
 from export.progress import Steps, steps_or_new
 from runtime.errors import ExportError
 from runtime.fsutil import atomic_dir, ensure_writable_dir, refuse_overwrite, sha256_file
 from training import checkpoint as ckpt_io
-from training.model import FlowEncoder, Generator
+from training.model.deployed import FlowEncoderGraph, GeneratorGraph
 
 log = logging.getLogger(__name__)
 
@@ -40,31 +40,6 @@ MODEL_FILE = "model.onnx"
 MAX_BATCH = 4096
 EXPORTERS = ("dynamo", "legacy")
 STEPS_PER_ARTIFACT = 3  # export, simplify, verify
-
-
-class GeneratorGraph(nn.Module):
-    """The deployed generator: video and its flows (which guide HD rendering), equalized-lr folded."""
-
-    def __init__(self, generator: Generator) -> None:
-        super().__init__()
-        self.generator = generator.eval().fold_equalized_lr()
-        self.eval()  # the legacy exporter restores the wrapper's mode onto every submodule afterwards
-
-    def forward(self, image: torch.Tensor, motion: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.generator(image, motion)
-        return out.video, out.flows
-
-
-class FlowEncoderGraph(nn.Module):
-    """The deployed flow encoder: flows -> motion vector normalized with training statistics."""
-
-    def __init__(self, flow_encoder: FlowEncoder) -> None:
-        super().__init__()
-        self.flow_encoder = flow_encoder.eval()
-        self.eval()
-
-    def forward(self, flows: torch.Tensor) -> torch.Tensor:
-        return self.flow_encoder.encode(flows)
 
 
 # kind -> (wrapper, artifact folder, input names, output names)
@@ -240,7 +215,7 @@ def has_flow_encoder(checkpoint: str | Path) -> bool:
 def derived_source(source: ckpt_io.Checkpoint, out_dir: str | Path, dirname: str) -> tuple[Manifest, Path]:
     """The ONNX artifact `out_dir/dirname` that a derived artifact (fp16, int8, engine) is made from,
     checked to come from the same checkpoint as `source`."""
-    from export.manifest import resolve_artifact
+    from runtime.manifest import resolve_artifact
 
     manifest, model_path = resolve_artifact(Path(out_dir) / dirname)
     if manifest.source_sha256 != source.weights_sha256:
@@ -289,6 +264,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 if __name__ == "__main__":
     import sys
 
-    from runtime.cli import run_cli
+    from runtime.console import run_cli
 
     sys.exit(run_cli(main))

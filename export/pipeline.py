@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from export import fp16, int8, onnx, trt
-from export.manifest import resolve_artifact
+from runtime.manifest import resolve_artifact
 from export.progress import Steps
 from runtime.errors import BackendUnavailableError
 from runtime.fsutil import ensure_writable_dir, refuse_overwrite
@@ -227,6 +227,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 if __name__ == "__main__":
     import sys
 
-    from runtime.cli import run_cli
+    from runtime.console import run_cli
 
     sys.exit(run_cli(main))

@@ -31,7 +31,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from export.manifest import MANIFEST_NAME, Manifest, TensorSpec, resolve_artifact, verify_integrity
+from runtime.manifest import (
+    FLOW_ENCODER_PARAMETER,
+    MANIFEST_NAME,
+    MANIFEST_PARAMETER,
+    Manifest,
+    TensorSpec,
+    resolve_artifact,
+    verify_integrity,
+)
 from runtime.errors import ExportError, ManifestError
 from runtime.fsutil import atomic_dir, atomic_file, ensure_writable_dir, refuse_overwrite
 
@@ -46,8 +54,6 @@ DEFAULT_QUEUE_DELAY_US = 2000  # short against one batch's compute, long enough 
 PLATFORMS = {"onnx": "onnxruntime_onnx", "tensorrt": "tensorrt_plan"}
 DATA_TYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16"}
 INSTANCE_KINDS = ("gpu", "cpu")
-MANIFEST_PARAMETER = "dtvnet_manifest"  # the served artifact's manifest.json, compact
-FLOW_ENCODER_PARAMETER = "dtvnet_flow_encoder"  # the flow encoder model's name, for motion transfer
 ENGINE_SUFFIX, FLOW_ENCODER_SUFFIX = "_trt", "_ofe"
 TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:25.10-py3"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -214,7 +220,7 @@ def plan_models(
     """The models to serve from an export folder: `onnx-fp16` as NAME (required); `trt-fp16` as NAME_trt
     (if `engine`, and it exists); `ofe-fp32` as NAME_ofe (if it exists). All from one checkpoint."""
     from export.fp16 import FP16_DIR
-    from export.manifest import FLOW_ENCODER_DIR
+    from runtime.manifest import FLOW_ENCODER_DIR
     from export.trt import engine_dir
 
     check_name(name)
@@ -445,6 +451,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 if __name__ == "__main__":
     import sys
 
-    from runtime.cli import run_cli
+    from runtime.console import run_cli
 
     sys.exit(run_cli(main))

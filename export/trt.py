@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from export.manifest import Manifest, TensorSpec
+from runtime.manifest import Manifest, TensorSpec
 from runtime.errors import BackendUnavailableError, EngineMismatchError, ExportError
 
 if TYPE_CHECKING:
@@ -144,7 +144,7 @@ class BuildPlan:
 def plan_build(tensorrt_version: str, precision: str, *, weak_typing: bool = False) -> BuildPlan:
     """Version dispatch: see the module docstring for why each combination is built this way."""
     from export.fp16 import FP16_DIR
-    from export.manifest import GENERATOR_DIR
+    from runtime.manifest import GENERATOR_DIR
 
     major = tensorrt_major(tensorrt_version)
     if major < MIN_TENSORRT_MAJOR:
@@ -557,6 +557,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 if __name__ == "__main__":
     import sys
 
-    from runtime.cli import run_cli
+    from runtime.console import run_cli
 
     sys.exit(run_cli(main))

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from export.manifest import FLOWS, Manifest, resolve_artifact, verify_integrity, write_manifest
+from runtime.manifest import FLOWS, Manifest, resolve_artifact, verify_integrity, write_manifest
 from runtime.errors import BackendUnavailableError, CheckpointError, ExportError, ParityError
 
 if TYPE_CHECKING:
@@ -590,6 +590,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 if __name__ == "__main__":
     import sys
 
-    from runtime.cli import run_cli
+    from runtime.console import run_cli
 
     sys.exit(run_cli(main))

@@ -232,6 +232,6 @@ def generate_batch(args: argparse.Namespace) -> int:
 if __name__ == "__main__":
     import sys
 
-    from runtime.cli import run_cli
+    from runtime.console import run_cli
 
     sys.exit(run_cli(main))

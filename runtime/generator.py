@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from export.manifest import Manifest, require_flows, resolve_artifact
+from runtime.manifest import Manifest, require_flows, resolve_artifact
 from runtime import motion as motion_lib
 from runtime import output_size
 from runtime.backends import Backend, RemoteBackend, is_server_url, load_checked, load_remote, open_artifact

@@ -7,7 +7,7 @@
   is a mistake (wrong units, a vector not standardized), refused rather than turned into frames.
 - Transferred: the first `frames` frames of a video file or a folder of frames are pre-processed to
   the model size exactly like the input image (`runtime.imaging`), rounded to uint8, turned into
-  optical flow (`training.flow.dis.clip_flows`), and the flow encoder maps that to a vector.
+  optical flow (`runtime.flow.clip_flows`), and the flow encoder maps that to a vector.
 - Chained clips glide between seeded key vectors by spherical interpolation (`schedule_vector`), so
   the motion of a long video changes without jumps and keeps the norm a N(0, I) vector has.
 """
@@ -26,7 +26,7 @@ from runtime.errors import ImageError, MotionError
 from runtime.image_input import load_image
 from runtime.imaging import Fit, prepare_image, to_uint8_frames
 from runtime.seeded_normal import seeded_normal
-from training.flow.dis import clip_flows
+from runtime.flow import clip_flows
 
 FRAME_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 VECTOR_SUFFIX = ".npy"

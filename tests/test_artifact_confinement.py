@@ -14,7 +14,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from export.manifest import (
+from runtime.manifest import (
     Manifest,
     external_data_locations,
     generator_io,

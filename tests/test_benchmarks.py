@@ -84,7 +84,7 @@ def test_an_int8_artifacts_flop_mix_comes_from_its_manifest(
     import shutil
     from dataclasses import replace
 
-    from export.manifest import write_manifest
+    from runtime.manifest import write_manifest
     from runtime.backends import open_artifact
 
     checkpoint, generator, _ = tiny_artifacts

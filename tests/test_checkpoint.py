@@ -197,7 +197,7 @@ def test_convert_rejects_foreign_and_unsafe_files(tmp_path: Path):
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "runtime.cli", *args], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "dtvnet.cli", *args], capture_output=True, text=True)
 
 
 def test_cli_convert_and_info(reference_pth, tmp_path: Path):

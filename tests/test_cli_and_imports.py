@@ -13,14 +13,15 @@ TORCH_FREE = [
     "runtime.fsutil",
     "runtime.seeded_normal",
     "runtime.imaging",
-    "training.flow.dis",
+    "runtime.flow",
     "training.flow.estimator",
     "training.flow.cache",
     "training.data.clips",
     "training.data.synth",
     "training.demo",
-    "runtime.cli",
-    "export.manifest",
+    "runtime.console",
+    "dtvnet.cli",
+    "runtime.manifest",
     "export.graph",
     "export.fp16",
     "export.verify",
@@ -35,7 +36,8 @@ TORCH_FREE = [
     "runtime.backends.tensorrt",
     "runtime.backends.tensorrt_checks",
     "runtime.generate",
-    "runtime.demo",
+    "dtvnet.demo",
+    "training.data.demo_scenes",
     "runtime.writers",
     "runtime.batch",
     "runtime.backends.triton",
@@ -60,7 +62,7 @@ def test_model_imports_without_gpu_packages():
 
 
 def _dtvnet(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "runtime.cli", *args], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "dtvnet.cli", *args], capture_output=True, text=True)
 
 
 def test_help_lists_commands():

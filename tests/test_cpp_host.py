@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 from export.aoti import export_aoti
-from export.manifest import resolve_artifact, verify_integrity
+from runtime.manifest import resolve_artifact, verify_integrity
 from export.onnx import export_generator
 from runtime import Generator
 from runtime.image_input import load_image, prepare

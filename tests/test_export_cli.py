@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from export import pipeline, trt
-from runtime.cli import run_cli
+from runtime.console import run_cli
 
 
 def _run(main, argv: list[str], capsys) -> tuple[int, str, str]:

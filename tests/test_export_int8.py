@@ -37,7 +37,7 @@ from export.int8 import (
     tensor_ranges,
     uint8_params,
 )
-from export.manifest import resolve_artifact
+from runtime.manifest import resolve_artifact
 from export.suffix import FloatCut, reached_nodes
 from export.verify import (
     default_batches,

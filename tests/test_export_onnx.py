@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from export.graph import dynamic_dims, node_count
-from export.manifest import resolve_artifact, verify_integrity
-from export.onnx import GeneratorGraph, export_flow_encoder, export_generator, to_onnx
+from runtime.manifest import resolve_artifact, verify_integrity
+from export.onnx import export_flow_encoder, export_generator, to_onnx
+from training.model.deployed import GeneratorGraph
 from runtime.errors import CheckpointError, OutputPathError
 from training import checkpoint
 from training.model import build_models, preset

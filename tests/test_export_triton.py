@@ -14,7 +14,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from export import triton, trt
-from export.manifest import resolve_artifact, write_manifest
+from runtime.manifest import resolve_artifact, write_manifest
 from runtime import Generator
 from runtime.errors import DTVNetError, ExportError, OutputPathError
 from runtime.fsutil import sha256_file

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from export import trt
-from export.manifest import Manifest, resolve_artifact
+from runtime.manifest import Manifest, resolve_artifact
 from export.trt import (
     BatchProfile,
     ParserErrorInfo,

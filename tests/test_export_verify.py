@@ -13,10 +13,10 @@ import pytest
 from onnx import numpy_helper
 
 from export import verify
-from export.manifest import read_manifest, resolve_artifact, write_manifest
+from runtime.manifest import read_manifest, resolve_artifact, write_manifest
 from export.onnx import export_generator
 from export.verify import Bound, bound_for, compare, parity_batches, polygraphy_command, verify_artifact
-from runtime.cli import run_cli
+from runtime.console import run_cli
 from runtime.errors import CheckpointError, ExportError, ParityError
 from runtime.fsutil import sha256_file
 from tests.realistic import realistic_checkpoint

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.flow.dis import clip_flows, downsample_flows
+from runtime.flow import clip_flows, downsample_flows
 
 
 def _moving_texture(shift: tuple[int, int], frames: int = 4, size: int = 64) -> np.ndarray:

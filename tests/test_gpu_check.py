@@ -270,7 +270,7 @@ def test_time_boxes_fit_the_issue():
 
 @pytest.fixture(scope="module")
 def tiny_generator():
-    from export.onnx import GeneratorGraph
+    from training.model.deployed import GeneratorGraph
     from training.model import build_models, preset
     from training.realistic import calibrate
 
@@ -426,7 +426,7 @@ def test_imports_nothing_the_lent_machines_lack(tmp_path: Path):
         *("benchmarks.gpu_check.system", "benchmarks.gpu_check.nccl_worker", "benchmarks.artifacts"),
         *("benchmarks.e2e", "export.onnx", "export.verify", "export.trt", "export.calibration"),
         *("training.train", "training.data.synth", "training.realistic", "runtime.generator"),
-        "runtime.backends.torch",
+        "training.torch_backend",
     ]
     script = (
         "import importlib, importlib.abc, sys\n"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from export.manifest import (
+from runtime.manifest import (
     FLOWS_DESCRIPTION,
     Manifest,
     generator_io,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from export import manifest
+from runtime import manifest
 from runtime import cli, fsutil
 from runtime.errors import OutputPathError
 from training import checkpoint as ckpt_io
@@ -183,7 +183,7 @@ def test_demo_refuses_its_earlier_outputs_without_force(tmp_path: Path, capsys, 
     def no_export(checkpoint):
         raise AssertionError("the refusal comes before any work")
 
-    monkeypatch.setattr("runtime.demo.demo_artifact", no_export)
+    monkeypatch.setattr("dtvnet.demo.demo_artifact", no_export)
     ckpt = ckpt_io.init_checkpoint(tmp_path / "ckpt", preset("tiny"))
     out = tmp_path / "demo"
     (out / "scene").mkdir(parents=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from export.manifest import Manifest, generator_io, require_flows
+from runtime.manifest import Manifest, generator_io, require_flows
 from runtime.backends import (
     check_graph_io,
     check_manifest_shapes,
@@ -267,7 +267,7 @@ def strip_flows(artifact: Path, out: Path) -> Path:
     """A copy of a generator artifact as it was exported before flows were part of it: video only."""
     import onnx
 
-    from export.manifest import resolve_artifact, write_manifest
+    from runtime.manifest import resolve_artifact, write_manifest
     from runtime.fsutil import sha256_file
 
     manifest, model_path = resolve_artifact(artifact)
@@ -298,7 +298,7 @@ def generator_feeds(batch: int = 2) -> dict[str, np.ndarray]:
 def test_every_backend_returns_the_flows(tiny_artifacts, backend: str):
     import torch
 
-    from export.onnx import GeneratorGraph
+    from training.model.deployed import GeneratorGraph
     from runtime.backends import load_checked, open_artifact
     from training import checkpoint as ckpt_io
 
@@ -345,7 +345,7 @@ def test_the_demo_exports_again_over_a_cache_from_before_flows(
     import shutil
 
     import export.onnx
-    from runtime import demo
+    from dtvnet import demo
     from runtime.fsutil import sha256_file
 
     checkpoint, generator, flow_encoder = tiny_artifacts

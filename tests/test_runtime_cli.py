@@ -146,7 +146,7 @@ def test_generate_bad_artifacts(tiny_artifacts, photo: Path, tmp_path: Path, cap
 def test_generate_engine_for_another_gpu(
     photo: Path, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
 ):
-    from export.manifest import write_manifest
+    from runtime.manifest import write_manifest
     from runtime.fsutil import sha256_file
     from tests.test_runtime_backends import ENGINE_INFO, manifest
 
@@ -250,7 +250,7 @@ def test_demo_uses_the_bundled_model_when_installed(tiny_artifacts, tmp_path: Pa
 
 
 def test_demo_landscape_is_deterministic():
-    from runtime.demo import demo_landscape
+    from training.data.demo_scenes import demo_landscape
 
     image = demo_landscape(64, seed=1)
     assert image.shape == (64, 64, 3) and image.dtype == np.uint8

@@ -16,7 +16,7 @@ import onnx
 import pytest
 from PIL import Image
 
-from export.manifest import read_manifest, write_manifest
+from runtime.manifest import read_manifest, write_manifest
 from runtime import Generator, cli, hd
 from runtime.errors import ArtifactError
 from runtime.fsutil import sha256_file

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from export.calibration import landscape_batch
-from export.manifest import resolve_artifact
+from runtime.manifest import resolve_artifact
 from runtime.backends import choose_backend, load_checked
 from runtime.errors import ArtifactError, BackendUnavailableError
 from tests.test_runtime_backends import manifest

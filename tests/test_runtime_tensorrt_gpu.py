@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from export.manifest import resolve_artifact, write_manifest
+from runtime.manifest import resolve_artifact, write_manifest
 from runtime.errors import EngineMismatchError
 from runtime.fsutil import sha256_file
 from tests.conftest import require_tensorrt

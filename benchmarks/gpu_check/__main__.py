@@ -3,6 +3,6 @@
 import sys
 
 from benchmarks.gpu_check.cli import main
-from runtime.cli import run_cli
+from runtime.console import run_cli
 
 sys.exit(run_cli(main))

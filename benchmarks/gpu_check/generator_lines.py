@@ -1,7 +1,7 @@
 """Section 2: the paper generator on CUDA in every precision and layout PyTorch offers, side by side.
 
-The model is the deployed graph (`export.onnx.GeneratorGraph`: video only, equalized lr folded) of the
-paper-configuration checkpoint with realistic random weights that the CPU benchmark times
+The model is the deployed graph (`training.model.deployed.GeneratorGraph`: video only, equalized lr
+folded) of the paper-configuration checkpoint with realistic random weights that the CPU benchmark times
 (`benchmarks.artifacts.benchmark_checkpoint`). Engine only: inputs already on the GPU, the video left
 there. Every line is timed at each batch that fits (an out-of-memory batch is recorded and the line's
 larger batches skipped), and its frames are compared with the fp32 line's on procedural landscapes.
@@ -192,7 +192,7 @@ def run(section: Section, quick: bool) -> None:
 
     from benchmarks.artifacts import benchmark_checkpoint
     from benchmarks.gpu_check.peak import measure_matmul_peak
-    from export.onnx import GeneratorGraph
+    from training.model.deployed import GeneratorGraph
     from training import checkpoint as ckpt_io
     from training.model import generator_flops
 

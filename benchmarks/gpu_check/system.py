@@ -115,7 +115,7 @@ def tensorrt(section: Section, quick: bool) -> None:
         out["tensorrt"] = "TensorRT not installed" if status.version is None else status.missing
         return
     from benchmarks.artifacts import benchmark_checkpoint
-    from export.manifest import resolve_artifact
+    from runtime.manifest import resolve_artifact
     from export.trt import export_engine
 
     out["version"] = status.version

@@ -2,9 +2,11 @@
 and a model served by a Triton Inference Server (given by its URL instead of an artifact path).
 
 A backend runs one graph (the generator, or the flow encoder for motion transfer) on named numpy
-arrays. Each lives in its own module, imported only when chosen, so that the ONNX Runtime and
-TensorRT paths never import torch. Decisions that do not need the engine itself (which backend
-fits an artifact, whether a loaded graph matches its manifest) live here, where CPU tests reach them.
+arrays. Each lives in its own module, named in BACKEND_MODULES and imported only when chosen, so that
+the ONNX Runtime and TensorRT paths never import torch, and the PyTorch backend (it runs a checkpoint,
+so it needs `training`) lives above the runtime without the runtime importing it. Decisions that do
+not need the engine itself (which backend fits an artifact, whether a loaded graph matches its
+manifest) live here, where CPU tests reach them.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from export.manifest import MANIFEST_NAME, Manifest, TensorSpec, resolve_artifact, verify_integrity
 from runtime.errors import ArtifactError, BackendUnavailableError, ManifestError
+from runtime.manifest import MANIFEST_NAME, Manifest, TensorSpec, resolve_artifact, verify_integrity
 
 BACKENDS = ("onnxruntime", "openvino", "tensorrt", "torch", "triton")
+# backend -> module with load(manifest, model_path, device) (and checkpoint_manifest / connect where needed)
+BACKEND_MODULES = {name: f"runtime.backends.{name}" for name in BACKENDS} | {"torch": "training.torch_backend"}
 SERVER_SCHEMES = ("http://", "https://")  # a model on a Triton server (runtime.backends.triton)
 ENGINE_BACKENDS = {"onnx": "onnxruntime", "tensorrt": "tensorrt", "torch": "torch"}
 ALSO_RUN_BY = {"onnx": ("openvino",)}  # engines other backends can run too, on request
@@ -89,9 +93,9 @@ def open_artifact(path: str | os.PathLike[str], kind: str = "generator") -> tupl
     """The manifest and model file of an artifact (folder, manifest or model file) or checkpoint folder."""
     p = Path(path)
     if is_checkpoint(p):
-        from runtime.backends.torch import checkpoint_manifest  # only checkpoints need torch
-
-        return checkpoint_manifest(p, kind)
+        torch_backend = _backend_module("torch")  # only checkpoints need torch (and training)
+        manifest, model_path = torch_backend.checkpoint_manifest(p, kind)
+        return manifest, model_path
     return resolve_artifact(p)
 
 
@@ -169,7 +173,7 @@ def _backend_module(name: str) -> Any:
     if name not in BACKENDS:
         raise BackendUnavailableError(f"Unknown backend {name!r}; choose one of {', '.join(BACKENDS)}.")
     try:
-        return importlib.import_module(f"runtime.backends.{name}")
+        return importlib.import_module(BACKEND_MODULES[name])
     except ImportError as exc:
         if (exc.name or "").split(".")[0] not in THIRD_PARTY:
             raise

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import openvino as ov
 
-from export.manifest import Manifest
+from runtime.manifest import Manifest
 from runtime.backends import check_graph_io, concrete_shape, numpy_dtype, parse_device
 from runtime.backends.parallel_streams import BusyClock
 from runtime.errors import ArtifactError, BackendUnavailableError

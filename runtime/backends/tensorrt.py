@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import tensorrt as trt
 
-from export.manifest import Manifest
+from runtime.manifest import Manifest
 from runtime.backends.tensorrt_checks import (
     EngineTensor,
     LocalGPU,

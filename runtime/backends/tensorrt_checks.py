@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from export.manifest import Manifest
+from runtime.manifest import Manifest
 from runtime.backends import check_graph_io, concrete_shape, parse_device
 from runtime.errors import ArtifactError, BackendUnavailableError, EngineMismatchError, ManifestError
 

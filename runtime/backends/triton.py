@@ -31,10 +31,9 @@ from tritonclient.utils import (  # type: ignore[import-untyped]
     triton_to_np_dtype,
 )
 
-from export.manifest import Manifest
-from export.triton import FLOW_ENCODER_PARAMETER, MANIFEST_PARAMETER
 from runtime.backends import check_graph_io, check_manifest_shapes, numpy_dtype, require_kind
 from runtime.errors import ArtifactError, BackendUnavailableError, ManifestError, MotionError
+from runtime.manifest import FLOW_ENCODER_PARAMETER, MANIFEST_PARAMETER, Manifest
 
 URL = re.compile(
     r"(?P<scheme>https?)://(?P<address>[^/?#]+(?:/[^?#]*?)??)/(?:v2/)?models/(?P<model>[^/?#]+)"

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
-from runtime.cli import run_cli
+from runtime.console import run_cli
 from training import train
 
 

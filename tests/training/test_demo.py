@@ -11,7 +11,7 @@ from training import checkpoint as ckpt_io
 from training.data.synth import TEST_SPLIT, clip_seed, render_clip
 from training.demo import demo_checkpoint
 from training.evaluate import mean_flow
-from training.flow.dis import clip_flows
+from runtime.flow import clip_flows
 from training.model import preset
 
 

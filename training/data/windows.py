@@ -16,7 +16,7 @@ from torch.utils.data import Dataset, Sampler
 
 from training.data.clips import Clip
 from training.flow.cache import CachedClip, FlowCache
-from training.flow.dis import downsample_flows
+from runtime.flow import downsample_flows
 
 Window = tuple[int, int]  # (clip index, first frame)
 

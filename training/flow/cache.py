@@ -8,7 +8,7 @@ Training reads every window from here, so JPEGs and videos are decoded and flows
 Flows are at the model's resolution, in pixels at that scale, for the whole clip (flow 0 zero, flow t
 from frame t-1 to t), so any window can be cut from them; float16 halves the disk use at a precision
 (about 1e-3 px) far below the estimators' error. The half-resolution flows of the motion loss are
-derived per window with `training.flow.dis.downsample_flows`.
+derived per window with `runtime.flow.downsample_flows`.
 
 Building is resumable and atomic: each file is written beside its final name and renamed into place,
 frames before flows, so an entry counts as complete only when its flows file exists, and an

@@ -2,7 +2,7 @@
 SelFlow / the reference's ARFlow) can be added beside DIS without touching the cache or training.
 
 An estimator is a callable `uint8 frames [T, H, W, 3] RGB -> float32 flows [2, T, H, W]` that follows
-the clip convention of `training.flow.dis` (flow 0 zero, flow t from frame t-1 to frame t, pixels at
+the clip convention of `runtime.flow` (flow 0 zero, flow t from frame t-1 to frame t, pixels at
 the frames' resolution), with a `name` that identifies it and its settings: the flow cache keeps
 each estimator's flows apart by that name. Torch-free (a learned estimator may import torch lazily).
 """
@@ -15,7 +15,7 @@ from typing import Protocol
 
 import numpy as np
 
-from training.flow.dis import PRESETS, clip_flows
+from runtime.flow import PRESETS, clip_flows
 
 
 class FlowEstimator(Protocol):

@@ -1,4 +1,4 @@
-// The artifact contract of export/manifest.py: a folder with one model file and manifest.json.
+// The artifact contract of runtime/manifest.py: a folder with one model file and manifest.json.
 // read_manifest mirrors Manifest.from_dict's checks (model_file and companions name no path out of the
 // folder); validate_generator checks the generator I/O.
 #pragma once
@@ -53,7 +53,7 @@ Manifest read_manifest(const std::filesystem::path& manifest_path);
 // An artifact is one folder: its model_file must resolve, symlinks followed, inside it (ManifestError).
 Artifact resolve_artifact(const std::filesystem::path& path);
 // folder / name, or ManifestError (naming manifest `where` and field `key`) unless `name` is a relative
-// path without ".." that, symlinks followed, stays inside `folder` (export.manifest.inside_artifact).
+// path without ".." that, symlinks followed, stays inside `folder` (runtime.manifest.inside_artifact).
 std::filesystem::path inside_artifact(const std::filesystem::path& folder, const std::string& name,
                                       const std::string& where, const std::string& key);
 // IntegrityError if the model file's sha256 differs from the manifest's.

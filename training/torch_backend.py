@@ -2,7 +2,9 @@
 
 A checkpoint has no manifest.json, so `checkpoint_manifest` describes it as one (engine "torch",
 model file `model.safetensors` with the sha256 its config.json records); from there on it is
-validated and fed like any other artifact. This is the only backend that imports torch.
+validated and fed like any other artifact. This is the only backend that imports torch, so it lives in
+training, above the runtime: `runtime.backends` names it by module path and imports it only when a
+checkpoint is run.
 """
 
 from __future__ import annotations
@@ -13,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from export.manifest import Manifest, model_manifest
-from export.onnx import FlowEncoderGraph, GeneratorGraph
 from runtime.backends import parse_device
 from runtime.errors import BackendUnavailableError, CheckpointError
+from runtime.manifest import Manifest, model_manifest
 from training import checkpoint as ckpt_io
+from training.model.deployed import FlowEncoderGraph, GeneratorGraph
 
 
 def checkpoint_manifest(path: Path, kind: str = "generator") -> tuple[Manifest, Path]:

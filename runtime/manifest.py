@@ -25,6 +25,9 @@ FORMAT_VERSION = 1
 KINDS = ("generator", "flow_encoder")
 ENGINES = ("onnx", "tensorrt", "torch", "openvino", "aoti")
 PRECISIONS = ("fp32", "fp16", "int8")
+# A Triton model's config carries its artifact (written by export.triton, read by runtime.backends.triton):
+MANIFEST_PARAMETER = "dtvnet_manifest"  # the served artifact's manifest.json, compact
+FLOW_ENCODER_PARAMETER = "dtvnet_flow_encoder"  # the flow encoder model's name, for motion transfer
 FLOWS = "flows"  # the generator's second output (older artifacts lack it)
 FLOWS_DESCRIPTION = (
     "forward flow of frame t-1 -> t as (u, v) in pixels at half the model's resolution; flow 0 (frame 0 "

@@ -1,18 +1,18 @@
 """The `dtvnet` console script: a thin dispatcher to each package's own `main(argv)`.
 
-Subcommand modules are imported only when chosen, so `dtvnet generate` on the ONNX Runtime path
-never imports torch. Every entry point runs through `run_cli`, which turns a `DTVNetError` into one
+Subcommand modules are named by module path and imported only when chosen, so `dtvnet generate` on the
+ONNX Runtime path never imports torch, and this top-layer module imports no package below it but the
+runtime's `run_cli`. Every entry point runs through `run_cli`, which turns a `DTVNetError` into one
 line on stderr and a non-zero exit instead of a traceback.
 """
 
 from __future__ import annotations
 
 import importlib
-import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
-from runtime.errors import DTVNetError
+from runtime.console import EXIT_USER_ERROR, run_cli
 
 # name -> (module with main(argv) -> int, one-line help). Add a line when a subcommand lands.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -22,31 +22,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("training.evaluate", "PSNR, SSIM and Flow-MSE of a checkpoint on held-out clips"),
     "export": ("export.pipeline", "checkpoint -> verified ONNX (fp32, fp16) and TensorRT artifacts"),
     "generate": ("runtime.generate", "turn a photo into a time-lapse video (mp4, gif, png frames)"),
-    "demo": ("runtime.demo", "a time-lapse of a procedural landscape with the bundled demo model"),
+    "demo": ("dtvnet.demo", "a time-lapse of a procedural landscape with the bundled demo model"),
     "bench": ("benchmarks.fps", "frames/s, latency, end to end and quality of every engine here"),
 }
-
-OWN_PACKAGES = ("training", "export", "runtime", "benchmarks", "__main__")
-EXIT_USER_ERROR = 2
-EXIT_INTERRUPTED = 130
-
-
-def run_cli(main_fn: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
-    """Run a CLI main, mapping user errors to one stderr line and exit code 2, Ctrl-C to 130."""
-    if not logging.getLogger().handlers:
-        # Our packages speak at INFO; third-party libraries (exporters, optimizers) only at WARNING.
-        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-        for name in OWN_PACKAGES:
-            logging.getLogger(name).setLevel(logging.INFO)
-    try:
-        return int(main_fn(argv) or 0)
-    except DTVNetError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USER_ERROR
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-
 
 def _usage() -> str:
     width = max(len(name) for name in SUBCOMMANDS)

@@ -1,7 +1,7 @@
 """`dtvnet demo`: no arguments, no network. The bundled demo model makes an HD time-lapse of a
 procedural landscape and writes it as an H.264 mp4 with a contact sheet.
 
-The landscape is the first frame of a procedural clip (`training.data.synth`, scenes the model never
+The landscape is the first frame of a procedural clip (`training.data.demo_scenes`, scenes the model never
 trained on) whose clouds drift with a known wind, rendered at 512 px; the model sees its downsample and
 by default is given the motion of that clip (through the flow encoder) and asked to animate the still
 frame like it. timelapse.mp4 is rendered at 512 px by guided rendering (`runtime.hd`: the model's
@@ -31,13 +31,14 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from export.manifest import resolve_artifact, verify_integrity
 from runtime.backends import CHECKPOINT_CONFIG, is_checkpoint
 from runtime.errors import CheckpointError, DTVNetError, OutputPathError
 from runtime.fsutil import atomic_file, ensure_writable_dir, refuse_overwrite, sha256_file, user_cache_dir
 from runtime.generate import add_crf_argument, frame_count, size_argument, write_stream
 from runtime.generator import Generator
+from runtime.manifest import resolve_artifact, verify_integrity
 from runtime.writers import check_crf, contact_sheet, write_frames
+from training.data.demo_scenes import demo_scene
 
 log = logging.getLogger(__name__)
 
@@ -55,24 +56,6 @@ def default_checkpoint() -> Path:
             "`dtvnet checkpoint init ckpt/tiny --preset tiny`."
         ) from None
     return Path(demo_checkpoint())
-
-
-# Seed namespace of demo scenes in `training.data.synth`: never a training (0) or held-out (1) clip.
-DEMO_SCENES = 2
-
-
-def demo_scene(size: int = 256, frames: int = 32, seed: int = 0) -> np.ndarray:
-    """A procedural time-lapse (`training.data.synth`: sky, drifting clouds, ridges, maybe a lake),
-    frames x size x size x 3 uint8 RGB: the scene the demo model was trained to animate, with a real
-    per-scene wind. The one place the demo's input comes from."""
-    from training.data.synth import render_clip  # numpy-only, like the rest of the demo path
-
-    return render_clip([seed, DEMO_SCENES, 0], frames, size).frames
-
-
-def demo_landscape(size: int = 256, seed: int = 0) -> np.ndarray:
-    """The first frame of `demo_scene`: a landscape photo, size x size x 3 uint8 RGB."""
-    return demo_scene(size, 1, seed)[0]
 
 
 def demo_artifact(checkpoint: Path) -> Path:
@@ -215,6 +198,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 if __name__ == "__main__":
     import sys
 
-    from runtime.cli import run_cli
+    from runtime.console import run_cli
 
     sys.exit(run_cli(main))
