@@ -13,9 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from export.int8 import RECIPE
-from runtime.manifest import resolve_artifact
 from runtime.errors import CheckpointError, ManifestError
 from runtime.fsutil import user_cache_dir
+from runtime.manifest import resolve_artifact
 
 log = logging.getLogger(__name__)
 

@@ -23,9 +23,9 @@ import onnx
 
 from export.calibration import landscape_batch
 from export.int8 import conv_sites
-from runtime.manifest import resolve_artifact
 from runtime.backends.openvino import compile_model, core, cpu_threads, inference_precision
 from runtime.errors import BackendUnavailableError, DTVNetError
+from runtime.manifest import resolve_artifact
 
 
 @dataclass(frozen=True)

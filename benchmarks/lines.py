@@ -20,9 +20,9 @@ import numpy as np
 
 from export.fp16 import FP16_DIR
 from export.int8 import INT8_DIR
-from runtime.manifest import GENERATOR_DIR
 from export.trt import engine_dir
 from runtime.backends import load_checked, open_artifact
+from runtime.manifest import GENERATOR_DIR
 
 Run = Callable[[Mapping[str, np.ndarray]], np.ndarray]  # feeds -> video
 CHECKPOINT = "checkpoint"  # the `artifact` of lines that run the checkpoint itself
@@ -277,8 +277,8 @@ def _load_reference(checkpoint: Path) -> Loaded:
 def _load_autocast(checkpoint: Path, device: str) -> Loaded:
     import torch
 
-    from training.model.deployed import GeneratorGraph
     from training import checkpoint as ckpt_io
+    from training.model.deployed import GeneratorGraph
 
     module = GeneratorGraph(ckpt_io.load(checkpoint, components=["generator"]).generator()).to(device)
     dtype = torch.bfloat16 if device == "cpu" else torch.float16

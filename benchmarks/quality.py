@@ -6,7 +6,7 @@ Point it at any checkpoint (the bundled demo model, a trained run, a realistic r
 
 The reference frames are the float32 PyTorch generator's; the inputs are fresh procedural landscapes
 (`export.calibration`, never the int8 calibration or selection images) with seeded motion. PSNR is over
-[-1, 1] (peak-to-peak 2, as `export.verify`), per clip; the table gives the worst and the mean clip.
+[-1, 1] (peak-to-peak 2, as `export.parity`), per clip; the table gives the worst and the mean clip.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from benchmarks.artifacts import export_artifacts
 from benchmarks.lines import CPU_KEYS, Context, line, load, unavailable
 from export.calibration import check_seeds, landscape_batch
 from export.int8 import DEFAULT_TARGET_PSNR
-from export.verify import compare
+from export.parity import compare
 
 IMAGES = 8
 BATCH = 4

@@ -26,6 +26,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("benchmarks.fps", "frames/s, latency, end to end and quality of every engine here"),
 }
 
+
 def _usage() -> str:
     width = max(len(name) for name in SUBCOMMANDS)
     lines = ["usage: dtvnet <command> [options]", "", "commands:"]

@@ -24,7 +24,6 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from runtime.manifest import graph_io
 from export.onnx import (
     MAX_BATCH,
     default_out_dir,
@@ -32,10 +31,11 @@ from export.onnx import (
     make_manifest,
     reference_module,
 )
+from export.parity import ParityRunner, module_runner, write_verified
 from export.progress import steps_or_new
-from export.verify import ParityRunner, module_runner, write_verified
 from runtime.errors import ExportError
 from runtime.fsutil import atomic_dir, ensure_writable_dir, refuse_overwrite
+from runtime.manifest import Manifest, graph_io
 from training import checkpoint as ckpt_io
 
 log = logging.getLogger(__name__)
@@ -73,6 +73,11 @@ def package_runner(path: Path) -> ParityRunner:
     return module_runner(lambda *inputs: package(*inputs))
 
 
+def package_runners(manifest: Manifest, model_path: Path) -> dict[str, ParityRunner]:
+    """An AOTInductor artifact's parity runner, by label."""
+    return {"aotinductor package (torch, CPU)": package_runner(model_path)}
+
+
 def export_aoti(
     checkpoint: str | Path, out_dir: str | Path, *, force: bool = False, seed: int | None = None
 ) -> Path:
@@ -99,7 +104,16 @@ def export_aoti(
             versions=library_versions("torch"),
             extra={"cpu_isa": cpu_isa(), "device": "cpu"},
         )
-        write_verified(tmp, manifest, module_runner(module), bar, timings, AOTI_DIR, seed=seed)
+        write_verified(
+            tmp,
+            manifest,
+            module_runner(module),
+            bar,
+            timings,
+            AOTI_DIR,
+            runners_for=package_runners,
+            seed=seed,
+        )
     log.debug("wrote %s", folder)
     return folder
 

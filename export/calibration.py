@@ -1,11 +1,12 @@
 """Realistic generator inputs: procedural landscapes and seeded motion vectors.
 
-Reduced precision is judged on the inputs it will see. Uniform noise, which `export.verify` feeds to
+Reduced precision is judged on the inputs it will see. Uniform noise, which `export.parity` feeds to
 exact artifacts, makes every activation larger and flatter than a photo does, so int8 ranges calibrated
 on noise waste most of their 256 levels on a real photo, and a PSNR measured on noise says little
 about one. Here each input is one of the demo's landscapes (`training.data.demo_scenes`, scenes of
 `training.data.synth`) varied per seed (crop and zoom, mirror, exposure, contrast, colour balance) and
-pre-processed exactly as the runtime pre-processes a photo; its motion is vector 0 of the same seed's stream (`runtime.motion`).
+pre-processed exactly as the runtime pre-processes a photo; its motion is vector 0 of the same seed's
+stream (`runtime.motion`).
 
 Calibration and checking draw from disjoint seed ranges, so quality is never measured on the images
 the int8 ranges were fitted to. Torch-free.

@@ -38,7 +38,9 @@ from export.graph import ensure_node_names, instance_norm_statistics, refresh_va
 from runtime.errors import ExportError
 
 if TYPE_CHECKING:
+    from export.parity import ParityRunner
     from export.progress import Steps
+    from runtime.manifest import Manifest
 
 log = logging.getLogger(__name__)
 
@@ -230,6 +232,17 @@ def simulate_fp16_activations(model16: onnx.ModelProto) -> onnx.ModelProto:
     return refresh_value_info(model)
 
 
+def fp16_runners(manifest: Manifest, model_path: Path) -> dict[str, ParityRunner]:
+    """An fp16 ONNX artifact's parity runners: ONNX Runtime, and the stricter simulation of float16
+    activations in float32 (`simulate_fp16_activations`)."""
+    from export.parity import onnx_runners, onnxruntime_outputs
+
+    runners = onnx_runners(manifest, model_path)
+    simulated = simulate_fp16_activations(onnx.load(str(model_path)))
+    runners["simulated_fp16_activations"] = onnxruntime_outputs(simulated.SerializeToString())
+    return runners
+
+
 FP16_DIR = "onnx-fp16"
 STEPS = 2  # convert, verify
 
@@ -250,8 +263,8 @@ def export_fp16(
     from dataclasses import replace
 
     from export.onnx import GENERATOR_DIR, MODEL_FILE, derived_source, reference_module
+    from export.parity import module_runner, write_verified
     from export.progress import steps_or_new
-    from export.verify import module_runner, write_verified
     from runtime.fsutil import atomic_dir, ensure_writable_dir, refuse_overwrite, sha256_file
     from training import checkpoint as ckpt_io
 
@@ -276,6 +289,8 @@ def export_fp16(
             created=datetime.now(UTC).isoformat(timespec="seconds"),
         )
         module = reference_module(source, "generator")
-        write_verified(tmp, manifest, module_runner(module), bar, timings, FP16_DIR, seed=seed)
+        write_verified(
+            tmp, manifest, module_runner(module), bar, timings, FP16_DIR, runners_for=fp16_runners, seed=seed
+        )
     log.debug("wrote %s", folder)
     return folder

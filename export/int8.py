@@ -74,8 +74,8 @@ from export.suffix import FloatCut
 from runtime.errors import ExportError
 
 if TYPE_CHECKING:
+    from export.parity import Runner, TensorsRunner
     from export.progress import Steps
-    from export.verify import Runner, TensorsRunner
 
 log = logging.getLogger(__name__)
 
@@ -313,7 +313,7 @@ def deployment_runner() -> tuple[str, str, Callable[[bytes], TensorsRunner]]:
 
     The precision chosen here is the one recorded and verified, so export on a CPU like the deployment
     one: an artifact exported without bfloat16 runs in float32 everywhere (slower, more exact)."""
-    from export.verify import onnxruntime_outputs, openvino_outputs
+    from export.parity import onnxruntime_outputs, openvino_outputs
 
     try:
         from runtime.backends.openvino import bf16_supported
@@ -408,7 +408,7 @@ def quantize_generator(
     target_psnr: float = DEFAULT_TARGET_PSNR,
 ) -> tuple[onnx.ModelProto, Int8Report]:
     """float32 generator ONNX -> int8 QDQ model with the layers `select_layers` picks, and its report."""
-    from export.verify import first_output, onnxruntime_runner
+    from export.parity import first_output, onnxruntime_runner
 
     named = onnx.ModelProto.FromString(model.SerializeToString())
     ensure_node_names(named)  # pairs, sites and reports refer to nodes by name
@@ -486,8 +486,8 @@ def export_int8(
 ) -> Path:
     """Write `out_dir/onnx-int8/` from the verified `out_dir/onnx-fp32/` artifact of the same checkpoint."""
     from export.onnx import GENERATOR_DIR, MODEL_FILE, derived_source, reference_module
+    from export.parity import landscape_inputs, module_runner, write_verified
     from export.progress import steps_or_new
-    from export.verify import landscape_inputs, module_runner, write_verified
     from runtime.fsutil import atomic_dir, ensure_writable_dir, refuse_overwrite, sha256_file
     from training import checkpoint as ckpt_io
 

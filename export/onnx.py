@@ -1,7 +1,7 @@
 """Checkpoint -> ONNX artifacts: the generator (`image`, `motion` -> `video`) and the flow encoder
 (`flows` -> normalized `motion`), each in its own folder with `model.onnx` and `manifest.json`.
 
-Each export is simplified (onnxslim) and checked against PyTorch (export.verify) inside a temporary
+Each export is simplified (onnxslim) and checked against PyTorch (export.parity) inside a temporary
 folder that is renamed into place only when parity holds.
 
 Usage:
@@ -26,12 +26,12 @@ import torch
 from torch import nn
 
 from export.graph import simplify
-from runtime.manifest import FLOW_ENCODER_DIR, FLOWS, GENERATOR_DIR, Manifest, graph_io, model_manifest
 from export.progress import Steps, steps_or_new
 from runtime.errors import ExportError
 from runtime.fsutil import atomic_dir, ensure_writable_dir, refuse_overwrite, sha256_file
+from runtime.manifest import FLOW_ENCODER_DIR, FLOWS, GENERATOR_DIR, Manifest, graph_io, model_manifest
 from training import checkpoint as ckpt_io
-from training.model.deployed import FlowEncoderGraph, GeneratorGraph
+from training.model.deployed import FlowEncoderGraph, GeneratorGraph, reference_module
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +47,6 @@ KINDS: dict[str, tuple[type[nn.Module], str, list[str], list[str]]] = {
     "generator": (GeneratorGraph, GENERATOR_DIR, ["image", "motion"], ["video", FLOWS]),
     "flow_encoder": (FlowEncoderGraph, FLOW_ENCODER_DIR, ["flows"], ["motion"]),
 }
-
-
-def reference_module(source: ckpt_io.Checkpoint, kind: str) -> nn.Module:
-    """The module that is exported for `kind`, which is also the parity reference."""
-    return KINDS[kind][0](source.build(kind))
 
 
 def library_versions(*names: str) -> dict[str, str]:
@@ -159,7 +154,7 @@ def export_onnx(
     seed: int | None = None,
 ) -> Path:
     """Write `out_dir/onnx-fp32/` (generator) or `out_dir/ofe-fp32/` (flow encoder); returns the folder."""
-    from export.verify import module_runner, write_verified
+    from export.parity import module_runner, write_verified
 
     source = ckpt_io.load(checkpoint, components=[kind])
     cfg = source.config
@@ -254,7 +249,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             for kind in kinds
         ]
-    from export.pipeline import describe
+    from export.parity import describe
 
     for folder in folders:
         print(describe(folder))

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from export import fp16, int8, onnx, trt
-from runtime.manifest import resolve_artifact
+from export.parity import describe
 from export.progress import Steps
 from runtime.errors import BackendUnavailableError
 from runtime.fsutil import ensure_writable_dir, refuse_overwrite
@@ -157,17 +157,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=int8.DEFAULT_TARGET_PSNR,
         metavar="DB",
         help=f"PSNR the int8 model must keep against float32 (default {int8.DEFAULT_TARGET_PSNR:g} dB)",
-    )
-
-
-def describe(folder: Path) -> str:
-    """'wrote FOLDER (parity ...)' for one artifact."""
-    manifest, _ = resolve_artifact(folder)
-    parity = manifest.parity or {}
-    psnr, max_abs = parity.get("psnr_db"), parity.get("max_abs", float("nan"))
-    return (
-        f"wrote {folder}  ({manifest.precision} {manifest.engine}: max abs {max_abs:.2g}, "
-        f"PSNR {'inf' if psnr is None else f'{psnr:.1f}'} dB vs PyTorch)"
     )
 
 

@@ -23,7 +23,7 @@ from onnx import helper
 from export.graph import refresh_value_info, with_outputs
 
 if TYPE_CHECKING:
-    from export.verify import TensorsRunner
+    from export.parity import TensorsRunner
 
 log = logging.getLogger(__name__)
 

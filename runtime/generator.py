@@ -29,7 +29,6 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.manifest import Manifest, require_flows, resolve_artifact
 from runtime import motion as motion_lib
 from runtime import output_size
 from runtime.backends import Backend, RemoteBackend, is_server_url, load_checked, load_remote, open_artifact
@@ -37,6 +36,7 @@ from runtime.backends.parallel_streams import ParallelStreams
 from runtime.errors import ArtifactError, ManifestError, MotionError
 from runtime.image_input import Geometry, ImageSource, decode
 from runtime.imaging import FITS, Fit, prepare_image, to_uint8_frames
+from runtime.manifest import Manifest, require_flows, resolve_artifact
 from runtime.output_size import OutputSize, Render, SizeRequest
 from runtime.pipeline import background, chunks
 

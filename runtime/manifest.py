@@ -69,7 +69,7 @@ class Manifest:
     versions: dict[str, str] = field(default_factory=dict)  # torch, onnx, onnxruntime, tensorrt...
     tensorrt: dict[str, Any] | None = None  # {"version", "gpu", "compute_capability"} for engines
     companions: dict[str, str] = field(default_factory=dict)  # e.g. {"flow_encoder": "../ofe-fp32"}
-    parity: dict[str, Any] | None = None  # report of export.verify
+    parity: dict[str, Any] | None = None  # report of export.parity
     extra: dict[str, Any] = field(default_factory=dict)
     created: str = ""
     format: str = FORMAT

@@ -23,10 +23,10 @@ import cv2
 import numpy as np
 
 from runtime.errors import ImageError, MotionError
+from runtime.flow import clip_flows
 from runtime.image_input import load_image
 from runtime.imaging import Fit, prepare_image, to_uint8_frames
 from runtime.seeded_normal import seeded_normal
-from runtime.flow import clip_flows
 
 FRAME_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 VECTOR_SUFFIX = ".npy"

@@ -14,6 +14,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from runtime.backends.onnxruntime import OnnxRuntimeBackend
+from runtime.errors import ManifestError
+from runtime.fsutil import sha256_file
 from runtime.manifest import (
     Manifest,
     external_data_locations,
@@ -22,9 +25,6 @@ from runtime.manifest import (
     resolve_artifact,
     write_manifest,
 )
-from runtime.backends.onnxruntime import OnnxRuntimeBackend
-from runtime.errors import ManifestError
-from runtime.fsutil import sha256_file
 
 OUTSIDE = "outside the artifact folder"
 RESOLVES = "which resolves (symlinks followed) to"

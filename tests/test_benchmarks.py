@@ -84,8 +84,8 @@ def test_an_int8_artifacts_flop_mix_comes_from_its_manifest(
     import shutil
     from dataclasses import replace
 
-    from runtime.manifest import write_manifest
     from runtime.backends import open_artifact
+    from runtime.manifest import write_manifest
 
     checkpoint, generator, _ = tiny_artifacts
     manifest, _ = open_artifact(generator)

@@ -20,11 +20,11 @@ import torch
 from PIL import Image
 
 from export.aoti import export_aoti
-from runtime.manifest import resolve_artifact, verify_integrity
 from export.onnx import export_generator
 from runtime import Generator
 from runtime.image_input import load_image, prepare
 from runtime.imaging import prepare_image
+from runtime.manifest import resolve_artifact, verify_integrity
 from runtime.seeded_normal import seeded_normal
 from training import checkpoint
 from training.checkpoint import init_checkpoint

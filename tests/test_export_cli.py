@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from export import pipeline, trt
+from export.trt.__main__ import main as trt_main
 from runtime.console import run_cli
 
 
@@ -20,7 +21,7 @@ def _run(main, argv: list[str], capsys) -> tuple[int, str, str]:
 def test_export_trt_writes_the_onnx_artifacts_then_names_what_is_missing(realistic_tiny, tmp_path, capsys):
     if trt.probe_tensorrt().missing is None:
         pytest.skip("TensorRT and a GPU are present: the engine is built instead")
-    code, out, err = _run(trt.main, [str(realistic_tiny), "--out", str(tmp_path), "--seed", "0"], capsys)
+    code, out, err = _run(trt_main, [str(realistic_tiny), "--out", str(tmp_path), "--seed", "0"], capsys)
     assert code == 2
     assert err.startswith("error: Cannot build the fp16 TensorRT engine: TensorRT is not installed")
     assert "pip install 'dtvnet[gpu]'" in err and f"{tmp_path / 'onnx-fp32'}" in err and "\n" not in err

@@ -14,7 +14,7 @@ from export.calibration import CALIBRATION_SEEDS, check_seeds, landscape_batch
 from export.equalize import channel_scales, equalizable_pairs, equalize, equalized_ranges
 from export.graph import ensure_node_names
 from export.int8 import channel_ranges, conv_sites, quantize_convs, tensor_ranges
-from export.verify import onnxruntime_runner
+from export.parity import onnxruntime_runner
 
 
 @pytest.fixture(scope="module")

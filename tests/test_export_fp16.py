@@ -11,9 +11,9 @@ from onnx import TensorProto, helper, numpy_helper
 
 from export.fp16 import convert_to_fp16, simulate_fp16_activations
 from export.graph import instance_norm_statistics
-from runtime.manifest import resolve_artifact
-from export.verify import onnxruntime_runner
+from export.parity import onnxruntime_runner
 from runtime.errors import ExportError
+from runtime.manifest import resolve_artifact
 
 
 def _types(model: onnx.ModelProto) -> dict[str, int]:

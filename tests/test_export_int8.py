@@ -37,16 +37,16 @@ from export.int8 import (
     tensor_ranges,
     uint8_params,
 )
-from runtime.manifest import resolve_artifact
-from export.suffix import FloatCut, reached_nodes
-from export.verify import (
+from export.parity import (
     default_batches,
     default_inputs,
     landscape_inputs,
     onnxruntime_outputs,
     onnxruntime_runner,
 )
+from export.suffix import FloatCut, reached_nodes
 from runtime.errors import ExportError
+from runtime.manifest import resolve_artifact
 from training.model import generator_flops, preset
 from training.model.flops import generator_macs
 

@@ -11,12 +11,12 @@ import pytest
 import torch
 
 from export.graph import dynamic_dims, node_count
-from runtime.manifest import resolve_artifact, verify_integrity
 from export.onnx import export_flow_encoder, export_generator, to_onnx
-from training.model.deployed import GeneratorGraph
 from runtime.errors import CheckpointError, OutputPathError
+from runtime.manifest import resolve_artifact, verify_integrity
 from training import checkpoint
 from training.model import build_models, preset
+from training.model.deployed import GeneratorGraph
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,7 @@ def test_generator_artifact_matches_pytorch_at_several_batches(tiny_export):
             expected = generator(torch.from_numpy(image), torch.from_numpy(motion))
         assert video.shape == (batch, 3, 8, 32, 32) and flows.shape == (batch, 2, 8, 16, 16)
         assert np.abs(video - expected.video.numpy()).max() < 1e-4
-        assert np.abs(flows - expected.flows.numpy()).max() < 3e-4  # pixels (export.verify.FLOW_BOUNDS)
+        assert np.abs(flows - expected.flows.numpy()).max() < 3e-4  # pixels (export.parity.FLOW_BOUNDS)
 
 
 def test_generator_artifact_lists_its_flows(tiny_export):

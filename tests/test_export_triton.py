@@ -14,10 +14,12 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from export import triton, trt
-from runtime.manifest import resolve_artifact, write_manifest
+from export.triton.__main__ import export_triton
+from export.triton.__main__ import main as triton_main
 from runtime import Generator
 from runtime.errors import DTVNetError, ExportError, OutputPathError
 from runtime.fsutil import sha256_file
+from runtime.manifest import resolve_artifact, write_manifest
 from training import checkpoint as ckpt_io
 from training.model import preset
 
@@ -133,12 +135,12 @@ def test_export_triton_reuses_fresh_artifacts_and_refuses_stale_ones(
         raise AssertionError("the artifacts are fresh; nothing should be exported")
 
     monkeypatch.setattr("export.pipeline.export_all", no_export)
-    result = triton.export_triton(realistic_tiny, tmp_path / "models", exports=tiny_exports)
+    result = export_triton(realistic_tiny, tmp_path / "models", exports=tiny_exports)
     assert [m.name for m in result.models] == ["dtvnet", "dtvnet_ofe"]
     assert result.engine_skipped is not None and "TensorRT" in result.engine_skipped  # no GPU here
     other = ckpt_io.init_checkpoint(tmp_path / "other", preset("tiny"), seed=5)
     with pytest.raises(ExportError, match=r"were not exported from .* pass --force"):
-        triton.export_triton(other, tmp_path / "models2", exports=tiny_exports)
+        export_triton(other, tmp_path / "models2", exports=tiny_exports)
 
 
 @pytest.mark.slow
@@ -150,7 +152,7 @@ def test_cli_exports_missing_artifacts_then_writes_the_repository(
     shutil.rmtree(exports / "onnx-fp16")
     repo = tmp_path / "models"
     args = [str(realistic_tiny), "--repo", str(repo), "--exports", str(exports), "--batch", "1,4,4"]
-    assert triton.main([*args, "--cpu", "--max-queue-delay-us", "500"]) == 0
+    assert triton_main([*args, "--cpu", "--max-queue-delay-us", "500"]) == 0
     printed = capsys.readouterr().out
     assert f"wrote {repo / 'dtvnet'}" in printed and "note: Cannot build the TensorRT plan model" in printed
     assert f"-v {repo.resolve()}:/models nvcr.io/nvidia/tritonserver" in printed

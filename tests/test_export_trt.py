@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from export import trt
-from runtime.manifest import Manifest, resolve_artifact
 from export.trt import (
     BatchProfile,
     ParserErrorInfo,
@@ -23,6 +22,7 @@ from export.trt import (
     timing_cache_path,
 )
 from runtime.errors import BackendUnavailableError, EngineMismatchError, ExportError
+from runtime.manifest import Manifest, resolve_artifact
 from tests.conftest import require_tensorrt
 from tests.trt_api import declared_api, patched_stubs, stub_dirs
 

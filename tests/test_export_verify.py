@@ -13,12 +13,12 @@ import pytest
 from onnx import numpy_helper
 
 from export import verify
-from runtime.manifest import read_manifest, resolve_artifact, write_manifest
 from export.onnx import export_generator
 from export.verify import Bound, bound_for, compare, parity_batches, polygraphy_command, verify_artifact
 from runtime.console import run_cli
 from runtime.errors import CheckpointError, ExportError, ParityError
 from runtime.fsutil import sha256_file
+from runtime.manifest import read_manifest, resolve_artifact, write_manifest
 from tests.realistic import realistic_checkpoint
 
 

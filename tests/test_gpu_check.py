@@ -270,8 +270,8 @@ def test_time_boxes_fit_the_issue():
 
 @pytest.fixture(scope="module")
 def tiny_generator():
-    from training.model.deployed import GeneratorGraph
     from training.model import build_models, preset
+    from training.model.deployed import GeneratorGraph
     from training.realistic import calibrate
 
     cfg = preset("tiny")

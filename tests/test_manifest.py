@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from runtime.errors import IntegrityError, ManifestError
+from runtime.fsutil import sha256_file
 from runtime.manifest import (
     FLOWS_DESCRIPTION,
     Manifest,
@@ -17,8 +19,6 @@ from runtime.manifest import (
     verify_integrity,
     write_manifest,
 )
-from runtime.errors import IntegrityError, ManifestError
-from runtime.fsutil import sha256_file
 
 
 def make_artifact(folder: Path, payload: bytes = b"model bytes") -> Manifest:

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime import manifest
-from runtime import cli, fsutil
+from runtime import cli, fsutil, manifest
 from runtime.errors import OutputPathError
 from training import checkpoint as ckpt_io
 from training import train as train_mod

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from runtime.manifest import Manifest, generator_io, require_flows
 from runtime.backends import (
     check_graph_io,
     check_manifest_shapes,
@@ -31,6 +30,7 @@ from runtime.backends.tensorrt_checks import (
     version_triplet,
 )
 from runtime.errors import ArtifactError, BackendUnavailableError, EngineMismatchError, ManifestError
+from runtime.manifest import Manifest, generator_io, require_flows
 from tests.conftest import tensorrt_available
 
 
@@ -267,8 +267,8 @@ def strip_flows(artifact: Path, out: Path) -> Path:
     """A copy of a generator artifact as it was exported before flows were part of it: video only."""
     import onnx
 
-    from runtime.manifest import resolve_artifact, write_manifest
     from runtime.fsutil import sha256_file
+    from runtime.manifest import resolve_artifact, write_manifest
 
     manifest, model_path = resolve_artifact(artifact)
     model = onnx.load(str(model_path))
@@ -298,9 +298,9 @@ def generator_feeds(batch: int = 2) -> dict[str, np.ndarray]:
 def test_every_backend_returns_the_flows(tiny_artifacts, backend: str):
     import torch
 
-    from training.model.deployed import GeneratorGraph
     from runtime.backends import load_checked, open_artifact
     from training import checkpoint as ckpt_io
+    from training.model.deployed import GeneratorGraph
 
     if backend == "openvino":
         pytest.importorskip("openvino")

@@ -146,8 +146,8 @@ def test_generate_bad_artifacts(tiny_artifacts, photo: Path, tmp_path: Path, cap
 def test_generate_engine_for_another_gpu(
     photo: Path, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
 ):
-    from runtime.manifest import write_manifest
     from runtime.fsutil import sha256_file
+    from runtime.manifest import write_manifest
     from tests.test_runtime_backends import ENGINE_INFO, manifest
 
     engine = tmp_path / "trt-fp32"

@@ -16,11 +16,11 @@ import onnx
 import pytest
 from PIL import Image
 
-from runtime.manifest import read_manifest, write_manifest
 from runtime import Generator, cli, hd
 from runtime.errors import ArtifactError
 from runtime.fsutil import sha256_file
 from runtime.imaging import prepare_image, to_uint8_frames
+from runtime.manifest import read_manifest, write_manifest
 from runtime.motion import seeded_vector
 from runtime.output_size import SizeError, photo_square
 from tests.test_runtime_writers import read_mp4

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from export.calibration import landscape_batch
-from runtime.manifest import resolve_artifact
 from runtime.backends import choose_backend, load_checked
 from runtime.errors import ArtifactError, BackendUnavailableError
+from runtime.manifest import resolve_artifact
 from tests.test_runtime_backends import manifest
 
 pytest.importorskip("openvino")
@@ -147,7 +147,7 @@ def test_openvino_int8_convolution_saturates_pairs_without_vnni():
     vnni = _vnni()
     if vnni is None:
         pytest.skip("no /proc/cpuinfo to tell whether this CPU has VNNI")
-    from export.verify import onnxruntime_runner, openvino_runner
+    from export.parity import onnxruntime_runner, openvino_runner
 
     rng = np.random.default_rng(0)
     weights = rng.integers(-127, 128, size=(16, 32, 3, 3)).astype(np.int8)

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from runtime.manifest import resolve_artifact, write_manifest
 from runtime.errors import EngineMismatchError
 from runtime.fsutil import sha256_file
+from runtime.manifest import resolve_artifact, write_manifest
 from tests.conftest import require_tensorrt
 
 pytestmark = pytest.mark.gpu

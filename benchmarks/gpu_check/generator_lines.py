@@ -70,7 +70,7 @@ VARIANTS: tuple[Variant, ...] = (
 
 def psnr(actual: np.ndarray, expected: np.ndarray) -> float | None:
     """PSNR in dB of frames in [-1, 1] (peak-to-peak 2) against reference frames; None if identical."""
-    from export.verify import compare
+    from export.parity import compare
 
     return compare(actual.astype(np.float32), expected.astype(np.float32), 2.0)["psnr_db"]
 
@@ -192,9 +192,9 @@ def run(section: Section, quick: bool) -> None:
 
     from benchmarks.artifacts import benchmark_checkpoint
     from benchmarks.gpu_check.peak import measure_matmul_peak
-    from training.model.deployed import GeneratorGraph
     from training import checkpoint as ckpt_io
     from training.model import generator_flops
+    from training.model.deployed import GeneratorGraph
 
     out = section.result
     repeats = QUICK_PEAK_REPEATS if quick else PEAK_REPEATS

@@ -1,7 +1,7 @@
 """Section 3: `runtime.Generator(checkpoint, backend="torch", device="cuda")` as a user runs it.
 
 Parity: the same photo and seed through the CUDA and the CPU generator. The float video must stay within
-the GPU fp32 parity bound of `export.verify.BOUNDS` (TensorRT fp32's 1e-3: GPU kernels sum in other
+the GPU fp32 parity bound of `export.parity.BOUNDS` (TensorRT fp32's 1e-3: GPU kernels sum in other
 orders); uint8 frames may then differ by the rounding that bound allows (ceil(1e-3 * 127.5) = 1 level).
 The runtime leaves PyTorch's TF32 setting as it finds it; if parity fails with TF32 convolutions on,
 it is checked again with them off, to say whether TF32 is the cause.
@@ -50,7 +50,7 @@ def frame_parity(cuda_frames: list[np.ndarray], cpu_frames: list[np.ndarray], bo
 
 def video_parity(cuda: Any, cpu: Any, cfg_size: int, motion_dim: int, bound: float) -> dict[str, Any]:
     from export.calibration import landscape_batch
-    from export.verify import compare
+    from export.parity import compare
 
     feeds = landscape_batch(list(range(PARITY_BATCH)), cfg_size, motion_dim)
     got = cuda.infer(feeds["image"], feeds["motion"])
@@ -77,7 +77,7 @@ def parity(checkpoint: Path, device: str = "cuda") -> dict[str, Any]:
     import torch
 
     from export.calibration import landscape
-    from export.verify import BOUNDS
+    from export.parity import BOUNDS
     from runtime.generator import Generator
 
     bound = BOUNDS[("tensorrt", "fp32")].max_abs

@@ -115,8 +115,8 @@ def tensorrt(section: Section, quick: bool) -> None:
         out["tensorrt"] = "TensorRT not installed" if status.version is None else status.missing
         return
     from benchmarks.artifacts import benchmark_checkpoint
-    from runtime.manifest import resolve_artifact
     from export.trt import export_engine
+    from runtime.manifest import resolve_artifact
 
     out["version"] = status.version
     checkpoint = benchmark_checkpoint("paper")

@@ -25,7 +25,8 @@ from runtime.manifest import MANIFEST_NAME, Manifest, TensorSpec, resolve_artifa
 
 BACKENDS = ("onnxruntime", "openvino", "tensorrt", "torch", "triton")
 # backend -> module with load(manifest, model_path, device) (and checkpoint_manifest / connect where needed)
-BACKEND_MODULES = {name: f"runtime.backends.{name}" for name in BACKENDS} | {"torch": "training.torch_backend"}
+BACKEND_MODULES = {name: f"runtime.backends.{name}" for name in BACKENDS}
+BACKEND_MODULES["torch"] = "training.torch_backend"  # above the runtime: it runs checkpoints
 SERVER_SCHEMES = ("http://", "https://")  # a model on a Triton server (runtime.backends.triton)
 ENGINE_BACKENDS = {"onnx": "onnxruntime", "tensorrt": "tensorrt", "torch": "torch"}
 ALSO_RUN_BY = {"onnx": ("openvino",)}  # engines other backends can run too, on request

@@ -15,10 +15,10 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from runtime.manifest import Manifest, check_external_data
 from runtime.backends import check_graph_io, numpy_dtype, parse_device
 from runtime.errors import ArtifactError, BackendUnavailableError, ManifestError
 from runtime.fsutil import user_cache_dir
+from runtime.manifest import Manifest, check_external_data
 
 log = logging.getLogger(__name__)
 

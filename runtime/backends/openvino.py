@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 import openvino as ov
 
-from runtime.manifest import Manifest
 from runtime.backends import check_graph_io, concrete_shape, numpy_dtype, parse_device
 from runtime.backends.parallel_streams import BusyClock
 from runtime.errors import ArtifactError, BackendUnavailableError
+from runtime.manifest import Manifest
 
 CPU = "CPU"
 PRECISIONS = {"f32": "f32", "fp32": "f32", "bf16": "bf16"}

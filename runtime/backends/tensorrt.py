@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 import tensorrt as trt
 
-from runtime.manifest import Manifest
 from runtime.backends.tensorrt_checks import (
     EngineTensor,
     LocalGPU,
@@ -25,6 +24,7 @@ from runtime.backends.tensorrt_checks import (
     plan_bindings,
 )
 from runtime.errors import BackendUnavailableError, EngineMismatchError
+from runtime.manifest import Manifest
 
 INSTALL = "install TensorRT and cuda-python on a machine with an NVIDIA GPU (pip install 'dtvnet[gpu]')"
 

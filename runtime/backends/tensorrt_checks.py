@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from runtime.manifest import Manifest
 from runtime.backends import check_graph_io, concrete_shape, parse_device
 from runtime.errors import ArtifactError, BackendUnavailableError, EngineMismatchError, ManifestError
+from runtime.manifest import Manifest
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from runtime.errors import DataError
+from runtime.flow import clip_flows
 from training.data.clips import find_clips
 from training.data.synth import MOTION_FILE, _cloud_density, _cloud_spectrum, render_clip
 from training.data.windows import StepBatchSampler, frames_to_tensor, global_batch, window_arrays
 from training.flow.cache import FlowCache
-from runtime.flow import clip_flows
 
 
 def _write_jpeg_clip(folder: Path, values: list[int], size: tuple[int, int] = (24, 40)) -> None:

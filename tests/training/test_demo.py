@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
+from runtime.flow import clip_flows
 from runtime.imaging import prepare_image, to_uint8_frames
 from training import checkpoint as ckpt_io
 from training.data.synth import TEST_SPLIT, clip_seed, render_clip
 from training.demo import demo_checkpoint
 from training.evaluate import mean_flow
-from runtime.flow import clip_flows
 from training.model import preset
 
 

@@ -14,9 +14,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from runtime.flow import downsample_flows
 from training.data.clips import Clip
 from training.flow.cache import CachedClip, FlowCache
-from runtime.flow import downsample_flows
 
 Window = tuple[int, int]  # (clip index, first frame)
 

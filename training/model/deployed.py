@@ -1,16 +1,21 @@
 """The deployed graphs: the modules that export writes to ONNX and the PyTorch backend runs.
 
 One definition for both, so an exported artifact and the checkpoint it came from compute the same thing
-(`export.verify` checks exactly that).
+(`export.parity` checks exactly that).
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from training.model.flow_encoder import FlowEncoder
 from training.model.generator import Generator
+
+if TYPE_CHECKING:
+    from training.checkpoint import Checkpoint
 
 
 class GeneratorGraph(nn.Module):
@@ -36,3 +41,11 @@ class FlowEncoderGraph(nn.Module):
 
     def forward(self, flows: torch.Tensor) -> torch.Tensor:
         return self.flow_encoder.encode(flows)
+
+
+GRAPHS: dict[str, type[nn.Module]] = {"generator": GeneratorGraph, "flow_encoder": FlowEncoderGraph}
+
+
+def reference_module(source: Checkpoint, kind: str) -> nn.Module:
+    """The module that is exported for `kind`, which is also the parity reference."""
+    return GRAPHS[kind](source.build(kind))

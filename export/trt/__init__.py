@@ -33,14 +33,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from runtime.manifest import Manifest, TensorSpec
 from runtime.errors import BackendUnavailableError, EngineMismatchError, ExportError
+from runtime.manifest import Manifest, TensorSpec
 
 if TYPE_CHECKING:
     import tensorrt as trt
 
+    from export.parity import ParityRunner, TensorsRunner
     from export.progress import Steps
-    from export.verify import TensorsRunner
 
 log = logging.getLogger(__name__)
 
@@ -490,6 +490,16 @@ def engine_runner(plan_path: str | Path, outputs: Sequence[str] | None = None) -
 # ---------------------------------------------------------------------------------------------
 
 
+def engine_runners(manifest: Manifest, model_path: Path) -> dict[str, ParityRunner]:
+    """A TensorRT artifact's parity runner: its engine on this machine's GPU, checked against the manifest
+    (TensorRT version, GPU) first."""
+    status = probe_tensorrt()
+    status.require("run a TensorRT engine", model_path.parent / manifest.companions.get("onnx", ""))
+    check_engine(manifest, status, model_path)
+    names = [spec.name for spec in manifest.outputs]
+    return {f"tensorrt {status.version} on {status.gpu}": engine_runner(model_path, names)}
+
+
 def export_engine(
     checkpoint: str | Path,
     out_dir: str | Path,
@@ -506,8 +516,8 @@ def export_engine(
 ) -> Path:
     """Build and verify `out_dir/trt-<precision>/` from the ONNX artifact of the same checkpoint."""
     from export.onnx import GENERATOR_DIR, derived_source, reference_module
+    from export.parity import module_runner, write_verified
     from export.progress import steps_or_new
-    from export.verify import module_runner, write_verified
     from runtime.fsutil import atomic_dir, ensure_writable_dir, refuse_overwrite, sha256_file
     from training import checkpoint as ckpt_io
 
@@ -544,19 +554,7 @@ def export_engine(
             timing_cache=cache,
         )
         reference = module_runner(reference_module(source, "generator"))
-        write_verified(tmp, manifest, reference, bar, timings, folder.name, seed=seed)
+        write_verified(
+            tmp, manifest, reference, bar, timings, folder.name, runners_for=engine_runners, seed=seed
+        )
     return folder
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    from export.pipeline import run_export
-
-    return run_export(argv, prog="python -m export.trt", require_engine=True)
-
-
-if __name__ == "__main__":
-    import sys
-
-    from runtime.console import run_cli
-
-    sys.exit(run_cli(main))
