@@ -29,8 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from runtime import hd, output_size
 from runtime import motion as motion_lib
-from runtime import output_size
 from runtime.backends import Backend, RemoteBackend, is_server_url, load_checked, load_remote, open_artifact
 from runtime.backends.parallel_streams import ParallelStreams
 from runtime.errors import ArtifactError, ManifestError, MotionError
@@ -555,8 +555,6 @@ def _render(
         for frame in frames[first:]:
             yield out.resize(frame)
     else:
-        from runtime import hd  # only HD runs load the renderer
-
         assert flows is not None and photo is not None
         per_frame = np.moveaxis(flows, 1, 0)  # [2, T, h, w] -> T of [2, h, w]
         yield from itertools.islice(hd.render(photo, frames, per_frame), first, None)

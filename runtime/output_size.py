@@ -16,11 +16,10 @@ import cv2
 import numpy as np
 
 from runtime.errors import DTVNetError
+from runtime.hd import RENDERS, Render
 from runtime.image_input import MAX_SIDE, Geometry
 from runtime.imaging import Fit, fit_square, resize_square, to_rgb255
 
-Render = Literal["guided", "resize"]
-RENDERS: tuple[str, ...] = ("guided", "resize")
 INPUT = "input"
 SizeRequest = int | Literal["input"] | None
 

@@ -7,8 +7,8 @@ a later complete write of NAME removes that stale partial file.
 
 Video that people can play and share, browsers included:
 - .mp4: H.264 (libx264, which PyAV's wheels carry), yuv420p, BT.709, `+faststart` (the index up
-  front, so a browser starts playing before the whole file is in); quality by `crf` (0-51, lower is
-  better and larger; default 20).
+  front, so a browser starts playing before the whole file is in), x264 preset veryfast; quality by
+  `crf` (0-51, lower is better and larger; default 20).
 - .webm: VP9 (libvpx-vp9), yuv420p, constant quality `crf` (0-63; default 31).
 - yuv420p needs even sides: an odd width or height loses its last column or row (cropped, never
   padded, so the video shows only pixels the model made, at most one pixel smaller).
@@ -42,6 +42,10 @@ from runtime.fsutil import atomic_dir, atomic_file
 log = logging.getLogger(__name__)
 
 KINDS = {".mp4": "mp4", ".webm": "webm", ".gif": "gif", ".png": "sheet"}  # no suffix: png frames
+# x264's speed preset. At 512 px on the demo's frames (2026-12-06, AMD EPYC): veryfast 5.6 ms of CPU
+# per frame against 13.5 for x264's default medium, 40.5 dB at crf 20 (medium 41.6, 22% larger);
+# veryfast at crf 18 matches medium's 41 dB at 10% more bytes. Encoding runs beside the engine.
+X264_PRESET = "veryfast"
 # kind -> (PyAV encoder, container format, default crf, highest crf)
 CODECS = {"mp4": ("libx264", "mp4", 20, 51), "webm": ("libvpx-vp9", "webm", 31, 63)}
 BT709 = 1  # the ITU-R BT.709 code of the colour matrix, primaries and transfer in FFmpeg's enums
@@ -153,6 +157,8 @@ class AvWriter:
         codec.colorspace = codec.color_primaries = codec.color_trc = BT709
         codec.color_range = TV_RANGE
         stream.options = {"crf": str(self.crf)}
+        if self.kind == "mp4":  # x264's veryfast: the encoder shares the cores with the engine
+            stream.options |= {"preset": X264_PRESET}
         if self.kind == "webm":  # constant quality (b=0), multi-threaded rows, a practical speed
             stream.options |= {"b": "0", "row-mt": "1", "deadline": "good", "cpu-used": "6"}
         self._stream = stream
