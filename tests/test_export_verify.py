@@ -1,4 +1,4 @@
-"""export.verify: metrics, bounds, the report in the manifest, and failures that stop an export."""
+"""export.parity and export.verify: metrics, bounds, the report in the manifest, failures that stop export."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from export import verify
+from export import parity, verify
 from export.onnx import export_generator
-from export.verify import Bound, bound_for, compare, parity_batches, polygraphy_command, verify_artifact
+from export.parity import Bound, bound_for, compare, parity_batches
+from export.verify import polygraphy_command, verify_artifact
 from runtime.console import run_cli
 from runtime.errors import CheckpointError, ExportError, ParityError
 from runtime.fsutil import sha256_file
@@ -86,7 +87,7 @@ def test_verification_needs_the_source_checkpoint(tiny_exports: Path, tmp_path: 
 
 
 def test_a_failed_check_never_lands(realistic_tiny: Path, tmp_path: Path, monkeypatch):
-    monkeypatch.setitem(verify.BOUNDS, ("onnx", "fp32"), Bound(max_abs=0.0))
+    monkeypatch.setitem(parity.BOUNDS, ("onnx", "fp32"), Bound(max_abs=0.0))
     with pytest.raises(ParityError, match="nothing was written"):
         export_generator(realistic_tiny, tmp_path, seed=0)
     assert list(tmp_path.iterdir()) == []  # neither the artifact nor its temporary folder
@@ -99,8 +100,8 @@ def test_flows_are_checked_like_the_video(tiny_exports: Path):
     assert flows["bound"] == {"max_abs": 3e-4} and flows["max_abs"] < 3e-4 and len(flows["cases"]) == 2
     assert all(case["batch_consistency_max_abs"] < 1e-5 for case in flows["cases"][1:])
     assert bound_for("onnx", "int8", "flows") != bound_for("onnx", "int8")  # flows have their own bounds
-    assert all(key in verify.FLOW_BOUNDS for key in verify.BOUNDS)  # every engine/precision bounds both
-    run = verify.onnxruntime_outputs(artifact / "model.onnx")
+    assert all(key in parity.FLOW_BOUNDS for key in parity.BOUNDS)  # every engine/precision bounds both
+    run = parity.onnxruntime_outputs(artifact / "model.onnx")
 
     def moved_flows(inputs):
         video, flows = run(inputs)
@@ -112,7 +113,7 @@ def test_flows_are_checked_like_the_video(tiny_exports: Path):
         ParityError, match=r"video only gave 1 output\(s\) but the manifest declares video, flows"
     ):
         verify_artifact(artifact, runners={"video only": lambda inputs: run(inputs)[0]}, seed=1)
-    lines = verify.summary(verify_artifact(artifact, seed=1)).splitlines()
+    lines = parity.summary(verify_artifact(artifact, seed=1)).splitlines()
     assert len(lines) == 2 and lines[1].startswith("onnxruntime") and " flows: max abs " in lines[1]
 
 
