@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from runtime import Generator, cli
+from dtvnet import cli
+from runtime import Generator
 from runtime.errors import MotionError
 from runtime.motion import MAX_MOTION_ABS, check_vector, read_vector_file, seeded_vector
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from runtime import cli, fsutil, manifest
+from dtvnet import cli
+from runtime import fsutil, manifest
 from runtime.errors import OutputPathError
 from training import checkpoint as ckpt_io
 from training import train as train_mod

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from runtime import Generator, batch, cli
+from dtvnet import cli
+from runtime import Generator, batch
 from runtime.motion import seeded_vector
 from runtime.writers import open_writer
 from tests.test_runtime_writers import read_mp4

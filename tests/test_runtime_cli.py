@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from runtime import cli
+from dtvnet import cli
 from runtime.backends import tensorrt as trt_backend
 from runtime.backends.tensorrt_checks import LocalGPU
 from runtime.image_input import MAX_SIDE

@@ -16,7 +16,8 @@ import onnx
 import pytest
 from PIL import Image
 
-from runtime import Generator, cli, hd
+from dtvnet import cli
+from runtime import Generator, hd
 from runtime.errors import ArtifactError
 from runtime.fsutil import sha256_file
 from runtime.imaging import prepare_image, to_uint8_frames

@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from dtvnet import cli
 from export import triton
-from runtime import Generator, cli
+from runtime import Generator
 from runtime.backends.triton import parse_url
 from runtime.errors import ArtifactError, BackendUnavailableError, ManifestError, MotionError
 from tests.fake_triton import FakeTriton

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from runtime import cli
+from dtvnet import cli
 from runtime.errors import ConfigMismatchError, OutputPathError
 from training import checkpoint as ckpt_io
 from training import train as train_mod
