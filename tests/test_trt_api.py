@@ -20,7 +20,7 @@ from tests.trt_api import (
 
 ROOT = Path(__file__).resolve().parents[1]
 # Modules that touch TensorRT; add each new one here (e.g. runtime/backends/tensorrt.py).
-TRT_MODULES = ["export/trt.py", "runtime/backends/tensorrt.py"]
+TRT_MODULES = ["export/trt/__init__.py", "runtime/backends/tensorrt.py"]
 
 MISSPELT = """
 from __future__ import annotations
