@@ -151,20 +151,11 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def ssim(a: np.ndarray, b: np.ndarray) -> float:
-    """SSIM as `training.evaluate.ssim` (Gaussian 11 px window, sigma 1.5), in float32 on grey levels."""
-    from training.evaluate import SSIM_K1, SSIM_K2, SSIM_SIGMA, SSIM_WINDOW
+    """`training.evaluate.ssim` (Gaussian 11 px window, sigma 1.5) of two uint8 frames, in float32."""
+    from training.evaluate import ssim as evaluate_ssim
 
-    x, y = a.astype(np.float32) / 255, b.astype(np.float32) / 255
-    c1, c2 = SSIM_K1**2, SSIM_K2**2
-
-    def blur(v: np.ndarray) -> np.ndarray:
-        return cv2.GaussianBlur(v, (SSIM_WINDOW, SSIM_WINDOW), SSIM_SIGMA, borderType=cv2.BORDER_REFLECT)
-
-    mx, my = blur(x), blur(y)
-    vx, vy, cxy = blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my
-    s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
-    pad = SSIM_WINDOW // 2
-    return float(s[pad:-pad, pad:-pad].mean())
+    scale = np.float32(1 / 255)
+    return evaluate_ssim(a.astype(np.float32) * scale, b.astype(np.float32) * scale, np.float32)
 
 
 def gradient(frame: np.ndarray) -> np.ndarray:

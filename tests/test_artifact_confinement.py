@@ -18,13 +18,12 @@ from runtime.backends.onnxruntime import OnnxRuntimeBackend
 from runtime.errors import ManifestError
 from runtime.fsutil import sha256_file
 from runtime.manifest import (
-    Manifest,
     external_data_locations,
-    generator_io,
     read_manifest,
     resolve_artifact,
     write_manifest,
 )
+from tests.test_manifest import generator_manifest
 
 OUTSIDE = "outside the artifact folder"
 RESOLVES = "which resolves (symlinks followed) to"
@@ -33,21 +32,7 @@ RESOLVES = "which resolves (symlinks followed) to"
 def make_artifact(folder: Path, model_file: str = "model.onnx", **fields) -> Path:
     """An artifact folder whose manifest names `model_file` (the file itself is written by the caller)."""
     folder.mkdir(parents=True, exist_ok=True)
-    inputs, outputs = generator_io(32, 8, 32)
-    manifest = Manifest(
-        kind="generator",
-        engine="onnx",
-        precision="fp32",
-        model_file="model.onnx",
-        model_sha256="0" * 64,
-        inputs=inputs,
-        outputs=outputs,
-        image_size=32,
-        frames=8,
-        motion_dim=32,
-        model_config={},
-        **fields,
-    )
+    manifest = generator_manifest(**fields)
     write_manifest(folder, manifest)
     edit_manifest(folder, model_file=model_file)
     return folder

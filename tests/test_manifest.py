@@ -21,24 +21,30 @@ from runtime.manifest import (
 )
 
 
-def make_artifact(folder: Path, payload: bytes = b"model bytes") -> Manifest:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "model.onnx").write_bytes(payload)
+def generator_manifest(**changes) -> Manifest:
+    """A tiny generator's manifest (32 px, 8 frames, motion 32), with `changes`."""
     inputs, outputs = generator_io(32, 8, 32)
-    manifest = Manifest(
+    base = Manifest(
         kind="generator",
         engine="onnx",
         precision="fp32",
         model_file="model.onnx",
-        model_sha256=sha256_file(folder / "model.onnx"),
+        model_sha256="0" * 64,
         inputs=inputs,
         outputs=outputs,
         image_size=32,
         frames=8,
         motion_dim=32,
-        model_config={"image_size": 32},
-        opset=18,
+        model_config={},
     )
+    return dataclasses.replace(base, **changes)
+
+
+def make_artifact(folder: Path, payload: bytes = b"model bytes") -> Manifest:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "model.onnx").write_bytes(payload)
+    sha256 = sha256_file(folder / "model.onnx")
+    manifest = generator_manifest(model_sha256=sha256, model_config={"image_size": 32}, opset=18)
     write_manifest(folder, manifest)
     return manifest
 

@@ -1,5 +1,5 @@
-"""README's "Serving and large jobs" section runs as written: the local commands directly, the client
-commands and Python example against the fake Triton server (tests/fake_triton.py) in place of
+"""docs/generate.md's "Serving and large jobs" section runs as written: the local commands directly,
+the client commands and Python example against the fake Triton server (tests/fake_triton.py) in place of
 127.0.0.1:8000; the docker line is the one `python -m export.triton` prints."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 
 from export.triton import docker_command
 from tests.fake_triton import FakeTriton
-from tests.test_runtime_readme import readme_env, run_lines, section, section_blocks
+from tests.test_runtime_readme import GENERATE_DOC, readme_env, run_lines, section, section_blocks
 
 TITLE = "Serving and large jobs"
 README_SERVER = "127.0.0.1:8000"
@@ -21,18 +21,18 @@ README_SERVER = "127.0.0.1:8000"
 @pytest.mark.slow
 def test_serving_section_runs_as_written(tmp_path: Path):
     env = readme_env(tmp_path)
-    local, clients = section_blocks("bash", TITLE)
+    local, clients = section_blocks("bash", TITLE, GENERATE_DOC)
     printed = run_lines(local, tmp_path, env)
     assert "wrote models/dtvnet " in printed[1] and (tmp_path / "models" / "dtvnet_ofe" / "1").is_dir()
     assert "2 clip(s) written to out/clips" in printed[3] and (tmp_path / "out/clips/landscape.mp4").is_file()
     assert "0 clip(s) written to out/clips, 2 already finished" in printed[4]  # the resumed run
 
-    (docker,) = [line for line in section(TITLE).splitlines() if line.startswith("docker run")]
+    (docker,) = [line for line in section(TITLE, GENERATE_DOC).splitlines() if line.startswith("docker run")]
     assert docker == docker_command(tmp_path / "models").replace(str(tmp_path), "$PWD")
 
     with FakeTriton(tmp_path / "models") as server:
         run_lines(clients.replace(README_SERVER, server.address), tmp_path, env)
-        (snippet,) = section_blocks("python", TITLE)
+        (snippet,) = section_blocks("python", TITLE, GENERATE_DOC)
         result = subprocess.run(
             [sys.executable, "-c", snippet.replace(README_SERVER, server.address)],
             cwd=tmp_path,

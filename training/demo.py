@@ -26,3 +26,7 @@ def demo_checkpoint() -> Path:
             "(pip install -e .) or pass a checkpoint of your own."
         )
     return folder
+
+
+if __name__ == "__main__":  # `python -m training.demo`: the folder, for commands that take a checkpoint
+    print(demo_checkpoint())

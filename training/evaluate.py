@@ -65,9 +65,10 @@ def psnr(pred: np.ndarray, target: np.ndarray) -> float:
     return PSNR_CAP_DB if mse <= 10 ** (-PSNR_CAP_DB / 10) else 10.0 * math.log10(1.0 / mse)
 
 
-def ssim(pred: np.ndarray, target: np.ndarray) -> float:
-    """SSIM of two H x W x C (or H x W) images with values in [0, 1]; see the module docstring."""
-    x, y = np.asarray(pred, np.float64), np.asarray(target, np.float64)
+def ssim(pred: np.ndarray, target: np.ndarray, dtype: type = np.float64) -> float:
+    """SSIM of two H x W x C (or H x W) images with values in [0, 1]; see the module docstring.
+    dtype: the arithmetic's (float32 for many large frames, as `benchmarks.hd` scores them)."""
+    x, y = np.asarray(pred, dtype), np.asarray(target, dtype)
     c1, c2 = SSIM_K1**2, SSIM_K2**2
 
     def blur(a: np.ndarray) -> np.ndarray:
