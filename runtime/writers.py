@@ -157,8 +157,10 @@ class AvWriter:
         codec.colorspace = codec.color_primaries = codec.color_trc = BT709
         codec.color_range = TV_RANGE
         stream.options = {"crf": str(self.crf)}
-        if self.kind == "mp4":  # x264's veryfast: the encoder shares the cores with the engine
-            stream.options |= {"preset": X264_PRESET}
+        if self.kind == "mp4":  # veryfast: the encoder shares the cores with the engine; one thread:
+            # x264's threaded encode is not bit-reproducible here (the first clip of a batch job came out
+            # two ways in 6 jobs; one thread: identical), and a resumed job must remake the same files
+            stream.options |= {"preset": X264_PRESET, "threads": "1"}
         if self.kind == "webm":  # constant quality (b=0), multi-threaded rows, a practical speed
             stream.options |= {"b": "0", "row-mt": "1", "deadline": "good", "cpu-used": "6"}
         self._stream = stream
