@@ -252,3 +252,32 @@ def test_memory_stays_flat_over_10000_frames(generator: Generator):
     assert traced_end - traced_start < 256 * 1024  # Python/numpy allocations still alive
     if rss_start is not None and rss_end is not None:
         assert rss_end - rss_start < 32 * 2**20  # everything else, ONNX Runtime included
+
+
+def test_resized_and_hd_frames_are_rendered_beside_the_caller(generator: Generator, monkeypatch):
+    """HD rendering costs about as much CPU per frame as encoding it: it runs in a thread of its own, so
+    that a caller encoding the frames overlaps the two; at the model's size nothing is added."""
+    from runtime import generator as generator_module
+
+    where: list[str] = []
+    real = generator_module._render
+
+    def spy(*args, **kwargs):
+        where.append(threading.current_thread().name)
+        yield from real(*args, **kwargs)
+
+    monkeypatch.setattr(generator_module, "_render", spy)
+    image = np.full((40, 40, 3), 90, np.uint8)
+    side = 2 * generator.image_size
+    cases = [(None, None, "MainThread"), (side, "resize", "dtvnet-render"), (side, "guided", "dtvnet-render")]
+    for size, render, thread in cases:
+        where.clear()
+        frames = list(generator.run(image, seed=1, size=size, render=render))
+        assert len(frames) == generator.frames and where == [thread], (size, render)
+        clips = list(generator.run_many([image, image], seed=1, size=size, render=render))
+        assert [c.frames.shape[0] for c in clips] == [generator.frames] * 2 and set(where) == {thread}
+        assert (
+            len(list(generator.stream(image, clips=2, seed=1, size=size, render=render)))
+            == 2 * generator.frames - 1
+        )
+        assert set(where) == {thread}
