@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from benchmarks.machine import usable_cores
 from export.calibration import landscape, landscape_batch
 from runtime.generate import frame_count
 from runtime.generator import Generator, Throughput
@@ -35,6 +36,7 @@ PHOTO_SIDE = 512  # the photos are larger than the model, so they are resized as
 PHOTOS = 8  # distinct photos, taken in turn by the clips of run_many
 JPEG_QUALITY = 90
 FPS = 25.0
+ENGINE_CPU_CALLS = 2  # batched engine calls whose CPU time gives the engine's CPU per frame
 
 
 @dataclass
@@ -51,6 +53,15 @@ class EndToEnd:
     runs: list[float]
     encode_ms_per_frame: float  # CPU time of writing the warm-up's frames to mp4, alone, per frame
     size: int | None = None  # output side (guided HD rendering); None: the model's
+    engine_cpu_ms_per_frame: float = 0.0  # process CPU time of the engine alone, per frame
+    frames_cpu_ms_per_frame: float = 0.0  # process CPU time of making the frames (no mp4), per frame
+    cores: int = 1
+
+    @property
+    def ceiling_fps(self) -> float:
+        """What end to end could reach with every core busy all the time: the cores over the CPU time
+        that one frame costs (making it, then encoding it)."""
+        return 1e3 * self.cores / (self.frames_cpu_ms_per_frame + self.encode_ms_per_frame)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -64,6 +75,12 @@ class EndToEnd:
             "first_frame_ms": self.first_frame_ms,
             "runs_frames_per_s": self.runs,
             "encode_ms_per_frame": self.encode_ms_per_frame,
+            "engine_cpu_ms_per_frame": self.engine_cpu_ms_per_frame,
+            "frames_cpu_ms_per_frame": self.frames_cpu_ms_per_frame,
+            "post_cpu_ms_per_frame": self.frames_cpu_ms_per_frame - self.engine_cpu_ms_per_frame,
+            "cores": self.cores,
+            "ceiling_frames_per_s": self.ceiling_fps,
+            "ceiling_vs_engine_alone": self.ceiling_fps / self.engine_fps_alone,
             "path": "stream (dtvnet generate --clips)" if self.batch == 1 else "run_many, batched",
             "size": self.size,
         }
@@ -120,7 +137,14 @@ def measure_end_to_end(
         cpu = time.thread_time()  # what this content costs the encoder (noise costs far more than a sky)
         write_frames(warmup, Path(tmp) / "warmup.mp4", FPS)
         encode_ms = 1e3 * (time.thread_time() - cpu) / len(warmup)
+        cpu = time.process_time()  # making the frames, every thread: load, engine, post-processing
+        made = sum(1 for _ in _frames(generator, photos, batch, batch, size))
+        made_ms = 1e3 * (time.process_time() - cpu) / made
         feeds = landscape_batch(list(range(batch)), generator.image_size, generator.motion_dim)
+        cpu = time.process_time()
+        for _ in range(ENGINE_CPU_CALLS):
+            generator.infer(feeds["image"], feeds["motion"])
+        engine_ms = 1e3 * (time.process_time() - cpu) / (ENGINE_CPU_CALLS * batch * generator.frames)
         rates, engine, first, alone = [], [], [], []
         frames = 0
         for i in range(repeats):
@@ -150,4 +174,7 @@ def measure_end_to_end(
         runs=[round(r, 1) for r in rates],
         encode_ms_per_frame=encode_ms,
         size=size,
+        engine_cpu_ms_per_frame=engine_ms,
+        frames_cpu_ms_per_frame=made_ms,
+        cores=usable_cores(),
     )

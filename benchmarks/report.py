@@ -147,7 +147,17 @@ def footnotes(results: dict[str, Any]) -> list[str]:
                 f"{e['e2e_hd']['engine_alone_frames_per_s']:.1f} frames/s"
                 for e in hd
             )
-            + "); goal: at least 60%."
+            + "); goal: at least 60%. CPU time per frame ("
+            + ", ".join(
+                f"batch {e['batch']}: engine {e['e2e_hd']['engine_cpu_ms_per_frame']:.2f} ms, the rest of "
+                f"making the frame (photo, guided rendering) {e['e2e_hd']['post_cpu_ms_per_frame']:.2f} ms, "
+                f"H.264 {e['e2e_hd']['encode_ms_per_frame']:.2f} ms: with all {e['e2e_hd']['cores']} cores "
+                f"busy all the time at most {e['e2e_hd']['ceiling_frames_per_s']:.1f} frames/s, "
+                f"{100 * e['e2e_hd']['ceiling_vs_engine_alone']:.0f}% of the engine alone"
+                for e in hd
+                if "ceiling_frames_per_s" in e["e2e_hd"]
+            )
+            + ")."
         )
     if best:
         notes.append(

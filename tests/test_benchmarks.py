@@ -214,6 +214,11 @@ def test_quick_benchmark_writes_results(tmp_path: Path, monkeypatch: pytest.Monk
     hd = entries[results["summary"]["best_key"]]["e2e_hd"]  # the best path also end to end at 512 px
     assert hd["size"] == 512 and hd["frames"] > 0 and hd["vs_engine_alone"] > 0
     assert results["summary"]["best_e2e_hd_vs_engine"] == hd["vs_engine_alone"]
+    # the CPU budget that bounds it: making a frame costs its engine's share and more; the ceiling is
+    # what the cores could do if every one were busy all the time
+    assert 0 < hd["engine_cpu_ms_per_frame"] < hd["frames_cpu_ms_per_frame"] and hd["cores"] >= 1
+    cpu_per_frame = hd["frames_cpu_ms_per_frame"] + hd["encode_ms_per_frame"]
+    assert hd["ceiling_frames_per_s"] == pytest.approx(1e3 * hd["cores"] / cpu_per_frame)
     assert "512 px guided" in (tmp_path / "results" / "ci.md").read_text()
     assert entries["ov-int8"]["psnr_db"] >= 35.0 and entries["ov-fp32"]["psnr_db"] > 80
     assert "onnxruntime" in results["machine"]["libraries"] and len(results["machine"]["load_after"]) == 3
